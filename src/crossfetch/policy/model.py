@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..reference import Reference
 
 
-class TLSMode(str, enum.Enum):
+class TLSMode(enum.StrEnum):
     """``spec.registry.tls.mode`` of an ImageConfig."""
 
     STRICT = "Strict"
