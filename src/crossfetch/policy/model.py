@@ -106,6 +106,9 @@ class Endpoint:
     headers: tuple[tuple[str, str], ...] = ()
     override_path: bool = False
     """``url`` already holds the API root (containerd's ``override_path``): no ``/v2`` added."""
+    repository: str | None = None
+    """Repository name to use at this endpoint when it differs from the reference's (a
+    ``registries.conf`` mirror location with a path); ``None`` keeps the reference's."""
     source: Source = DEFAULT_SOURCE
 
     @property
