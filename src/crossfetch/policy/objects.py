@@ -1,0 +1,260 @@
+"""Kubernetes objects from ``--config`` files: ImageConfig, ConfigMap, Secret.
+
+Files are multi-document YAML as a user would ``kubectl apply`` them (``List`` objects are
+unpacked). Every object remembers its file and line so errors and ``explain`` can point at it.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from .model import Source, TLSMode
+
+IMAGECONFIG_API = "pkg.crossplane.io/"
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+class _LineDict(dict[str, Any]):
+    line: int | None = None
+
+
+class _LineLoader(yaml.CSafeLoader):
+    """Safe C loader whose mappings remember their 1-based line."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        mapping = _LineDict(super().construct_mapping(node, deep=True))  # type: ignore[arg-type]
+        mapping.line = node.start_mark.line + 1
+        return mapping
+
+
+_LineLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping
+)
+
+
+def line_of(obj: Any) -> int | None:
+    return getattr(obj, "line", None)
+
+
+@dataclass(frozen=True)
+class MatchImage:
+    prefix: str
+    type: str = "Prefix"
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """``pkg.crossplane.io/v1beta1 ImageConfig`` plus crossfetch's ``tls`` block."""
+
+    name: str
+    match_images: tuple[MatchImage, ...]
+    source: Source
+    pull_secret: str | None = None
+    tls_mode: TLSMode | None = None
+    ca_ref: tuple[str, str] | None = None
+    """(ConfigMap name, key) of ``caBundleConfigMapRef``."""
+    client_cert_secret: str | None = None
+    """crossfetch's addition: a ``kubernetes.io/tls`` Secret for mutual TLS."""
+    allow_plain_http_credentials: bool | None = None
+    """crossfetch's addition (``registry.authentication.allowCredentialsOverPlainHTTP``)."""
+    rewrite_prefix: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def best_prefix(self, ref: str) -> str | None:
+        """The longest of this object's prefixes that ``ref`` (as written) starts with."""
+        hits = [m.prefix for m in self.match_images if ref.startswith(m.prefix)]
+        return max(hits, key=len) if hits else None
+
+
+@dataclass(frozen=True)
+class ConfigMap:
+    name: str
+    namespace: str | None
+    data: dict[str, str]
+    source: Source
+
+
+@dataclass(frozen=True)
+class Secret:
+    name: str
+    namespace: str | None
+    type: str
+    data: dict[str, bytes] = field(repr=False)
+    source: Source = field(default_factory=lambda: Source("secret"))
+
+    def __repr__(self) -> str:
+        return f"Secret(name={self.name!r}, type={self.type!r}, keys={sorted(self.data)})"
+
+
+@dataclass
+class ObjectSet:
+    """Everything loaded from ``--config`` files."""
+
+    image_configs: list[ImageConfig] = field(default_factory=list)
+    config_maps: dict[str, ConfigMap] = field(default_factory=dict)
+    secrets: dict[str, Secret] = field(default_factory=dict)
+
+    def add_file(self, path: str | Path) -> None:
+        """Load one multi-document YAML file."""
+        p = Path(path)
+        try:
+            if p.stat().st_size > MAX_CONFIG_BYTES:
+                raise ConfigError("file is larger than 16 MiB", file=str(p))
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read config file: {e.strerror}", file=str(p),
+                              fix="check the --config path") from None
+        self.add_text(text, str(p))
+
+    def add_text(self, text: str, filename: str = "<config>") -> None:
+        try:
+            docs = list(yaml.load_all(text, Loader=_LineLoader))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise ConfigError(f"invalid YAML: {getattr(e, 'problem', e)}", file=filename,
+                              line=mark.line + 1 if mark else None,
+                              fix="fix the YAML syntax at that line") from None
+        for doc in docs:
+            if doc is None:
+                continue
+            if not isinstance(doc, dict):
+                raise ConfigError("each YAML document must be a Kubernetes object",
+                                  file=filename, line=line_of(doc))
+            if doc.get("kind") == "List" or str(doc.get("kind", "")).endswith("List"):
+                for item in doc.get("items") or []:
+                    self._add_object(item, filename)
+            else:
+                self._add_object(doc, filename)
+
+    def _add_object(self, obj: Any, filename: str) -> None:
+        if not isinstance(obj, dict):
+            raise ConfigError("list item is not an object", file=filename)
+        kind = obj.get("kind")
+        api = str(obj.get("apiVersion", ""))
+        line = line_of(obj)
+        meta = obj.get("metadata") or {}
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if kind not in ("ImageConfig", "ConfigMap", "Secret"):
+            raise ConfigError(
+                f"unsupported object kind {kind!r} ({api or 'no apiVersion'})", file=filename,
+                line=line, fix="--config files hold ImageConfig, ConfigMap and Secret objects")
+        if not name:
+            raise ConfigError(f"{kind} has no metadata.name", file=filename, line=line)
+        source = Source(kind.lower(), f"{name} ({filename}:{line})" if line else name, None)
+        ns = meta.get("namespace") if isinstance(meta, dict) else None
+        if kind == "ImageConfig":
+            if not api.startswith(IMAGECONFIG_API):
+                raise ConfigError(f"ImageConfig {name} has apiVersion {api!r}", file=filename,
+                                  line=line, fix="use apiVersion: pkg.crossplane.io/v1beta1")
+            if any(ic.name == name for ic in self.image_configs):
+                raise ConfigError(f"ImageConfig {name!r} is defined twice", file=filename,
+                                  line=line, fix="ImageConfig names are cluster-unique")
+            self.image_configs.append(_parse_image_config(obj, name, filename, line, source))
+        elif kind == "ConfigMap":
+            data = obj.get("data") or {}
+            if not isinstance(data, dict):
+                raise ConfigError(f"ConfigMap {name} data is not a map", file=filename, line=line)
+            self.config_maps[name] = ConfigMap(name, ns, {str(k): str(v) for k, v in data.items()},
+                                               source)
+        else:
+            self.secrets[name] = _parse_secret(obj, name, ns, filename, line, source)
+
+
+def _parse_secret(obj: dict[str, Any], name: str, ns: str | None, filename: str,
+                  line: int | None, source: Source) -> Secret:
+    data: dict[str, bytes] = {}
+    for k, v in (obj.get("data") or {}).items():
+        try:
+            data[str(k)] = base64.b64decode(str(v), validate=True)
+        except ValueError:
+            raise ConfigError(f"Secret {name} key {k!r} is not valid base64", file=filename,
+                              line=line, fix="values under data: are base64; use stringData: "
+                              "for plain text") from None
+    for k, v in (obj.get("stringData") or {}).items():
+        data[str(k)] = str(v).encode()
+    return Secret(name, ns, str(obj.get("type", "Opaque")), data, source)
+
+
+def _parse_image_config(obj: dict[str, Any], name: str, filename: str, line: int | None,
+                        source: Source) -> ImageConfig:
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"ImageConfig {name}: spec is not a map", file=filename, line=line)
+    matches: list[MatchImage] = []
+    for m in spec.get("matchImages") or []:
+        if not isinstance(m, dict) or not m.get("prefix"):
+            raise ConfigError(f"ImageConfig {name}: each matchImages entry needs a prefix",
+                              file=filename, line=line_of(m) or line)
+        mtype = str(m.get("type", "Prefix"))
+        if mtype != "Prefix":
+            raise ConfigError(f"ImageConfig {name}: unknown matchImages type {mtype!r}",
+                              file=filename, line=line_of(m) or line, fix="use type: Prefix")
+        matches.append(MatchImage(str(m["prefix"]), mtype))
+    if not matches:
+        raise ConfigError(f"ImageConfig {name} has no matchImages", file=filename, line=line,
+                          fix="add spec.matchImages: [{type: Prefix, prefix: registry.example/}]")
+    registry = spec.get("registry") or {}
+    authn = registry.get("authentication") or {}
+    tls = registry.get("tls") or {}
+    mode = None
+    if "mode" in tls:
+        try:
+            mode = TLSMode.parse(str(tls["mode"]))
+        except ValueError as e:
+            raise ConfigError(f"ImageConfig {name}: {e}", file=filename,
+                              line=line_of(tls) or line,
+                              fix="set spec.registry.tls.mode to Strict, Insecure or Disabled",
+                              ) from None
+    ca_ref = None
+    if tls.get("caBundleConfigMapRef"):
+        ref = tls["caBundleConfigMapRef"]
+        if not isinstance(ref, dict) or not ref.get("name") or not ref.get("key"):
+            raise ConfigError(f"ImageConfig {name}: caBundleConfigMapRef needs name and key",
+                              file=filename, line=line_of(ref) or line)
+        ca_ref = (str(ref["name"]), str(ref["key"]))
+    client_secret = None
+    if tls.get("clientCertSecretRef"):
+        cref = tls["clientCertSecretRef"]
+        if not isinstance(cref, dict) or not cref.get("name"):
+            raise ConfigError(f"ImageConfig {name}: clientCertSecretRef needs a name",
+                              file=filename, line=line_of(cref) or line)
+        client_secret = str(cref["name"])
+    pull_secret = None
+    if authn.get("pullSecretRef"):
+        pull_secret = str((authn["pullSecretRef"] or {}).get("name") or "") or None
+    allow_http = authn.get("allowCredentialsOverPlainHTTP")
+    rewrite = (spec.get("rewriteImage") or {}).get("prefix")
+    return ImageConfig(
+        name=name,
+        match_images=tuple(matches),
+        source=source,
+        pull_secret=pull_secret,
+        tls_mode=mode,
+        ca_ref=ca_ref,
+        client_cert_secret=client_secret,
+        allow_plain_http_credentials=bool(allow_http) if allow_http is not None else None,
+        rewrite_prefix=str(rewrite) if rewrite else None,
+        raw=dict(obj),
+    )
+
+
+def best_match(configs: list[ImageConfig], ref: str, has: str) -> tuple[ImageConfig, str] | None:
+    """Among ``configs`` carrying setting ``has`` (an attribute name), the longest-prefix match
+    for ``ref``. Ties go to the first name in sort order, so the choice is deterministic."""
+    best: tuple[int, str, ImageConfig, str] | None = None
+    for ic in configs:
+        if getattr(ic, has) is None:
+            continue
+        prefix = ic.best_prefix(ref)
+        if prefix is None:
+            continue
+        key = (-len(prefix), ic.name)
+        if best is None or key < (best[0], best[1]):
+            best = (key[0], key[1], ic, prefix)
+    return (best[2], best[3]) if best else None

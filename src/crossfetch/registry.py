@@ -1,0 +1,307 @@
+"""The distribution API verbs for one repository: ping, manifests, blobs, tags.
+
+Endpoints come from a policy :class:`~crossfetch.policy.model.Decision`, in try order; a
+failure on a mirror falls through to the next endpoint. Tags are resolved only on endpoints
+with the ``resolve`` capability. Every manifest and blob is verified against its digest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+from .errors import (
+    CrossfetchError,
+    DigestMismatch,
+    FetchError,
+    HTTPStatusError,
+    LimitExceeded,
+    NotFound,
+    PolicyRefused,
+    Unauthorized,
+)
+from .oci import ACCEPT, MAX_MANIFEST_BYTES, Descriptor, check_digest, digest_of
+from .policy.model import PULL, RESOLVE, Decision, Endpoint
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .transport.http import Transport
+
+T = TypeVar("T")
+AuthFactory = Callable[[Endpoint, str], "httpx.Auth | None"]
+"""Given an endpoint and the scope's actions (``pull`` or ``pull,push``), the auth flow."""
+
+HEAD_FALLBACK = ("failed to fetch package descriptor with a GET request after a previous HEAD "
+                 "request failure")
+CHUNK = 256 * 1024
+MAX_TAG_PAGES = 1000
+_LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+@dataclass(frozen=True)
+class PingResult:
+    endpoint: str
+    status: int
+    api_version: str | None
+    challenge: str | None
+
+
+class RegistryClient:
+    """Talks to the endpoints of one decision."""
+
+    def __init__(self, decision: Decision, transport: Transport,
+                 auth: AuthFactory | None = None) -> None:
+        self.decision = decision
+        self.transport = transport
+        self._auth = auth
+        self.last_endpoint: Endpoint | None = None
+
+    # --- plumbing ---
+
+    def _path(self, ep: Endpoint, tail: str) -> str:
+        repo = ep.repository or self.decision.resolved.repository
+        base = urlsplit(ep.url).path.rstrip("/")
+        prefix = base if ep.override_path else f"{base}/v2"
+        return f"{prefix}/{repo}/{tail}"
+
+    def _send(self, ep: Endpoint, method: str, tail: str, *, headers: dict[str, str] | None = None,
+              stream: bool = False, follow: bool = False, actions: str = "pull") -> httpx.Response:
+        auth = self._auth(ep, actions) if self._auth else None
+        return self.transport.send(ep, method, self._path(ep, tail), headers=headers, auth=auth,
+                                   stream=stream, follow_redirects=follow)
+
+    def _each(self, capability: str, what: str, fn: Callable[[Endpoint], T]) -> T:
+        """Try ``fn`` on each endpoint that has ``capability``; return the first success."""
+        endpoints = self.decision.endpoints_for(capability)
+        if not endpoints:
+            raise PolicyRefused(
+                f"no endpoint of {self.decision.resolved.registry} may {capability} "
+                f"(needed to {what})", cause="no-endpoint",
+                fix="give the upstream or a mirror the capability in hosts.toml")
+        errors: list[tuple[Endpoint, CrossfetchError]] = []
+        for ep in endpoints:
+            try:
+                result = fn(ep)
+            except PolicyRefused:
+                raise
+            except (FetchError, DigestMismatch) as e:
+                if isinstance(e, DigestMismatch) or ep is endpoints[-1]:
+                    if errors:
+                        e.detail.setdefault("skipped_endpoints", [
+                            {"url": x.url, "role": x.role, "error": str(err.message)}
+                            for x, err in errors])
+                    raise
+                errors.append((ep, e))
+                continue
+            self.last_endpoint = ep
+            return result
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _status_error(resp: httpx.Response, what: str) -> HTTPStatusError:
+        url = str(resp.request.url)
+        status = resp.status_code
+        code = ""
+        with contextlib.suppress(Exception):  # an unread or non-JSON body has nothing to add
+            body = resp.json() if resp.content else {}
+            errs = body.get("errors") if isinstance(body, dict) else None
+            if errs and isinstance(errs, list) and isinstance(errs[0], dict):
+                code = f" ({errs[0].get('code')}: {errs[0].get('message')})"
+        if status == 401 or status == 403:
+            challenge = resp.headers.get("www-authenticate", "")
+            scheme = challenge.split(" ", 1)[0] if challenge else None
+            realm_m = re.search(r'realm="([^"]*)"', challenge)
+            return Unauthorized(
+                f"{what}: {url} answered {status} {resp.reason_phrase}{code}", status=status,
+                url=url, host=resp.request.url.host,
+                detail={"scheme": scheme, "realm": realm_m.group(1) if realm_m else None},
+                fix="give credentials for this registry: --pull-secret FILE, docker login, "
+                "--username with --password-stdin, or an ImageConfig pullSecretRef")
+        if status == 404:
+            return NotFound(f"{what}: {url} answered 404 Not Found{code}", status=status, url=url,
+                            host=resp.request.url.host,
+                            fix="check the repository and tag (crossfetch tags REF lists tags)")
+        if status == 405:
+            return HTTPStatusError(f"{what}: {url} answered 405 Method Not Allowed", status=status,
+                                   url=url, cause="method-not-allowed",
+                                   fix="the registry or a proxy refuses this method")
+        return HTTPStatusError(f"{what}: {url} answered {status} {resp.reason_phrase}{code}",
+                               status=status, url=url, host=resp.request.url.host)
+
+    # --- verbs ---
+
+    def ping(self, ep: Endpoint | None = None) -> PingResult:
+        """``GET /v2/``: is it a registry, and which API version?"""
+        ep = ep or self.decision.endpoints[-1]
+        base = urlsplit(ep.url).path.rstrip("/")
+        path = (base or "") + ("/" if ep.override_path else "/v2/")
+        resp = self.transport.send(ep, "GET", path)
+        return PingResult(ep.url, resp.status_code,
+                          resp.headers.get("docker-distribution-api-version"),
+                          resp.headers.get("www-authenticate"))
+
+    def head(self, identifier: str | None = None) -> Descriptor:
+        """The manifest descriptor: HEAD, falling back to GET when HEAD fails."""
+        ident = identifier or self.decision.resolved.identifier
+        capability = PULL if ident.startswith("sha256:") else RESOLVE
+        return self._each(capability, "resolve the manifest", lambda ep: self._head_on(ep, ident))
+
+    def _head_on(self, ep: Endpoint, ident: str) -> Descriptor:
+        head_err: CrossfetchError | None = None
+        try:
+            resp = self._send(ep, "HEAD", f"manifests/{ident}", headers={"Accept": ACCEPT})
+            digest = resp.headers.get("docker-content-digest")
+            if resp.status_code == 200 and digest:
+                if ident.startswith("sha256:") and digest != ident:
+                    raise DigestMismatch(f"HEAD of {ident} returned digest {digest}",
+                                         url=str(resp.request.url))
+                return Descriptor(media_type=resp.headers.get("content-type", "").split(";")[0],
+                                  digest=check_digest(digest),
+                                  size=int(resp.headers.get("content-length") or 0))
+            if resp.status_code != 200:
+                head_err = self._status_error(resp, "HEAD manifest")
+            else:
+                head_err = FetchError("HEAD answered without a Docker-Content-Digest header",
+                                      url=str(resp.request.url))
+        except DigestMismatch:
+            raise
+        except PolicyRefused:
+            raise
+        except FetchError as e:
+            head_err = e
+        try:
+            raw, mt, digest = self._get_manifest_on(ep, ident)
+        except FetchError as e:
+            e.message = f"{HEAD_FALLBACK}: {head_err.message if head_err else ''}; GET: {e.message}"
+            e.detail.setdefault("head_error", head_err.to_dict() if head_err else None)
+            raise
+        return Descriptor(media_type=mt, digest=digest, size=len(raw))
+
+    def fetch_manifest(self, identifier: str) -> tuple[bytes, str, str]:
+        """(raw, media type, digest) of a manifest, verified; capped at 4 MiB."""
+        capability = PULL if identifier.startswith("sha256:") else RESOLVE
+        return self._each(capability, "fetch the manifest",
+                          lambda ep: self._get_manifest_on(ep, identifier))
+
+    def _get_manifest_on(self, ep: Endpoint, ident: str) -> tuple[bytes, str, str]:
+        resp = self._send(ep, "GET", f"manifests/{ident}", headers={"Accept": ACCEPT},
+                          stream=True)
+        try:
+            if resp.status_code != 200:
+                resp.read()
+                raise self._status_error(resp, "GET manifest")
+            declared = int(resp.headers.get("content-length") or 0)
+            if declared > MAX_MANIFEST_BYTES:
+                raise LimitExceeded(f"manifest at {resp.request.url} is {declared} bytes, above "
+                                    f"the {MAX_MANIFEST_BYTES} cap", url=str(resp.request.url))
+            buf = bytearray()
+            for chunk in resp.iter_raw():
+                buf += chunk
+                if len(buf) > MAX_MANIFEST_BYTES:
+                    raise LimitExceeded(f"manifest at {resp.request.url} exceeds the "
+                                        f"{MAX_MANIFEST_BYTES} byte cap", url=str(resp.request.url))
+        finally:
+            resp.close()
+        raw = bytes(buf)
+        url = str(resp.request.url)
+        header = resp.headers.get("docker-content-digest")
+        if ident.startswith(("sha256:", "sha512:")):
+            algo = ident.split(":", 1)[0]
+            if digest_of(raw, algo) != ident:
+                raise DigestMismatch(f"manifest from {url} does not match its digest {ident}",
+                                     url=url, fix="the registry or a proxy altered the manifest")
+            digest = ident
+        else:
+            digest = digest_of(raw)
+            if header and header.startswith("sha256:") and header != digest:
+                raise DigestMismatch(f"manifest from {url} hashes to {digest}, but the registry "
+                                     f"said {header}", url=url)
+        mt = (resp.headers.get("content-type") or "").split(";")[0].strip()
+        return raw, mt, digest
+
+    def open_blob(self, desc: Descriptor, progress: Callable[[int], None] | None = None
+                  ) -> Iterator[bytes]:
+        """Stream a blob, verifying its size and digest as it goes.
+
+        The digest error is raised after the last chunk, so a consumer must not trust its
+        output until the iterator is exhausted without error.
+        """
+        resp = self._each(PULL, "fetch a blob", lambda ep: self._open_blob_on(ep, desc))
+        return self._verified(resp, desc, progress)
+
+    def _open_blob_on(self, ep: Endpoint, desc: Descriptor) -> httpx.Response:
+        resp = self._send(ep, "GET", f"blobs/{desc.digest}", stream=True, follow=True)
+        if resp.status_code != 200:
+            resp.read()
+            resp.close()
+            raise self._status_error(resp, f"GET blob {desc.digest[:19]}")
+        return resp
+
+    @staticmethod
+    def _verified(resp: httpx.Response, desc: Descriptor,
+                  progress: Callable[[int], None] | None) -> Iterator[bytes]:
+        algo = desc.digest.split(":", 1)[0]
+        h = hashlib.new(algo)
+        n = 0
+        url = str(resp.request.url)
+        try:
+            for chunk in resp.iter_raw(CHUNK):
+                n += len(chunk)
+                if n > desc.size:
+                    raise LimitExceeded(f"blob {desc.digest} from {url} is larger than its "
+                                        f"declared {desc.size} bytes", url=url)
+                h.update(chunk)
+                if progress:
+                    progress(len(chunk))
+                yield chunk
+        finally:
+            resp.close()
+        actual = f"{algo}:{h.hexdigest()}"
+        if n != desc.size or actual != desc.digest:
+            raise DigestMismatch(
+                f"blob from {url} does not match its descriptor: expected {desc.digest} "
+                f"({desc.size} bytes), got {actual} ({n} bytes)", url=url,
+                fix="the registry or a proxy altered the blob; nothing was kept")
+
+    def read_blob(self, desc: Descriptor, cap: int = MAX_MANIFEST_BYTES) -> bytes:
+        """A small blob (an image config) in memory, verified and capped."""
+        if desc.size > cap:
+            raise LimitExceeded(f"blob {desc.digest} is {desc.size} bytes, above the {cap} cap")
+        return b"".join(self.open_blob(desc))
+
+    def tags(self) -> list[str]:
+        """Every tag, following ``Link`` pagination (which registry 2.8 does not send)."""
+        return self._each(RESOLVE, "list tags", self._tags_on)
+
+    def _tags_on(self, ep: Endpoint) -> list[str]:
+        tags: list[str] = []
+        tail = "tags/list?n=1000"
+        url_root = self.transport.effective_url(ep)
+        for _ in range(MAX_TAG_PAGES):
+            resp = self._send(ep, "GET", tail)
+            if resp.status_code != 200:
+                raise self._status_error(resp, "list tags")
+            try:
+                body = resp.json()
+            except ValueError:
+                raise FetchError(f"tag list from {resp.request.url} is not JSON") from None
+            tags.extend(str(t) for t in (body.get("tags") or []))
+            m = _LINK_RE.search(resp.headers.get("link", ""))
+            if not m:
+                return tags
+            nxt = urljoin(str(resp.request.url), m.group(1))
+            if urlsplit(nxt).netloc != urlsplit(url_root).netloc:
+                raise PolicyRefused(f"tag pagination link leaves the registry: {nxt}",
+                                    url=str(resp.request.url))
+            prefix = self._path(ep, "")
+            path_q = nxt.split(urlsplit(nxt).netloc, 1)[1]
+            if not path_q.startswith(prefix):
+                raise FetchError(f"unexpected pagination link {nxt}")
+            tail = path_q[len(prefix):]
+        raise LimitExceeded(f"more than {MAX_TAG_PAGES} pages of tags")

@@ -1,0 +1,357 @@
+"""Bytes on the wire: one HTTP client per endpoint, retries, safe redirects, scheme fallback.
+
+The rules this module enforces (each has a test that fails without it):
+- HTTPS is never downgraded to HTTP unless the endpoint's policy allows plain HTTP *and* the
+  server answered a TLS handshake with plain HTTP. A certificate error is never a reason.
+- Redirects are followed by hand: never https -> http, never to link-local or metadata
+  addresses, and a redirect to another host carries no credentials at all.
+- Connection errors, 5xx and 429 are retried with backoff, honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import ssl
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+# httpx imports its own CLI (click + rich, ~40 ms) at import time when both are installed. We
+# never use it, and CLI start-up time matters, so make that optional import fail fast.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..errors import (  # noqa: E402
+    PlainHTTPError,
+    PolicyRefused,
+    TLSError,
+    TLSExpectedError,
+    TransportError,
+)
+from ..fixes import imageconfig_yaml  # noqa: E402
+from ..policy.model import Endpoint, TLSMode  # noqa: E402
+from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context  # noqa: E402
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_REDIRECTS = 5
+MAX_RETRY_AFTER = 30.0
+USER_AGENT = f"crossfetch/{__version__}"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 60.0
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+        return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER)
+    except (TypeError, ValueError):
+        return None
+
+
+def _cert_cause(exc: BaseException) -> str:
+    e: BaseException | None = exc
+    while e is not None:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            code = getattr(e, "verify_code", None)
+            if code == 10:
+                return "expired-certificate"
+            if code == 62 or "Hostname mismatch" in str(e) or "IP address mismatch" in str(e):
+                return "hostname-mismatch"
+            return "untrusted-certificate"
+        e = e.__cause__ or e.__context__
+    return "untrusted-certificate"
+
+
+def _connect_cause(exc: BaseException) -> str:
+    text = repr(exc) + "".join(repr(c) for c in _chain(exc))
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ReadTimeout | httpx.PoolTimeout) or \
+            "timed out" in text:
+        return "timeout"
+    if "Name or service not known" in text or "nodename nor servname" in text or \
+            "gaierror" in text or "Temporary failure in name resolution" in text or \
+            "No address associated" in text:
+        return "dns-failure"
+    if "Connection refused" in text or "ConnectionRefused" in text:
+        return "connection-refused"
+    if "reset" in text.lower():
+        return "connection-reset"
+    return "connection-failed"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    e = exc.__cause__ or exc.__context__
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def unsafe_target(host: str) -> str | None:
+    """Why ``host`` must not be a redirect or token-realm target, or ``None``."""
+    h = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(h)
+    except ValueError:
+        if h.lower() in ("metadata.google.internal", "metadata"):
+            return "a cloud metadata host"
+        return None
+    if ip.is_link_local or (ip.version == 4 and ip in ipaddress.ip_network("169.254.0.0/16")):
+        return "a link-local (cloud metadata) address"
+    if ip.version == 6 and ip in ipaddress.ip_network("fd00:ec2::/32"):
+        return "a cloud metadata address"
+    return None
+
+
+class Transport:
+    """Owns HTTP connections for every endpoint a session talks to."""
+
+    def __init__(self, *, timeouts: Timeouts | None = None, retries: int = 3,
+                 backoff: float = 0.25, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self.retries = retries
+        self.backoff = backoff
+        self._sleep = sleep
+        self._clients: dict[tuple[object, ...], httpx.Client] = {}
+        self._fallback: set[str] = set()
+        """Endpoint URLs proven to speak plain HTTP and allowed to."""
+
+    # --- clients ---
+
+    def effective_url(self, ep: Endpoint) -> str:
+        """``scheme://host[:port]`` of the endpoint (no path), after a proven, allowed
+        fallback to plain HTTP."""
+        scheme, rest = ep.url.split("://", 1)
+        netloc = rest.split("/", 1)[0]
+        if ep.url in self._fallback:
+            scheme = "http"
+        return f"{scheme}://{netloc}"
+
+    def _client(self, ep: Endpoint, scheme: str) -> httpx.Client:
+        key: tuple[object, ...] = (scheme, ep.tls if scheme == "https" else None, ep.headers)
+        client = self._clients.get(key)
+        if client is None:
+            verify: ssl.SSLContext | bool = ssl_context(ep.tls) if scheme == "https" else True
+            client = httpx.Client(
+                verify=verify,
+                timeout=httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect),
+                headers={"User-Agent": USER_AGENT, **dict(ep.headers)},
+                follow_redirects=False,
+                trust_env=True,
+            )
+            self._clients[key] = client
+        return client
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            c.close()
+        self._clients.clear()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- requests ---
+
+    def request(self, ep: Endpoint, method: str, url: str, *,
+                headers: dict[str, str] | None = None, auth: httpx.Auth | None = None,
+                stream: bool = False, follow_redirects: bool = False,
+                retries: int | None = None) -> httpx.Response:
+        """Send one request to ``ep`` (``url`` is absolute, built from :meth:`effective_url`).
+
+        Redirects, when followed, obey the rules in this module's docstring. With
+        ``stream=True`` the caller must close the response.
+        """
+        resp = self._send_retrying(ep, method, url, headers, auth, stream, retries)
+        hops = 0
+        while follow_redirects and resp.is_redirect:
+            hops += 1
+            location = resp.headers.get("location", "")
+            resp.close()
+            if hops > MAX_REDIRECTS:
+                raise TransportError(f"more than {MAX_REDIRECTS} redirects from {url}", url=url,
+                                     cause="too-many-redirects")
+            target = urljoin(str(resp.request.url), location)
+            self.check_redirect(str(resp.request.url), target)
+            same_host = urlsplit(target).netloc == urlsplit(str(resp.request.url)).netloc
+            # Credentials stay with the registry: another host gets a bare request.
+            resp = self._send_retrying(ep, method, target, headers if same_host else None,
+                                       auth if same_host else None, stream, retries,
+                                       foreign=not same_host)
+        return resp
+
+    @staticmethod
+    def check_redirect(src: str, target: str) -> None:
+        s, t = urlsplit(src), urlsplit(target)
+        if t.scheme not in ("http", "https"):
+            raise PolicyRefused(f"refusing redirect from {src} to {target}: scheme {t.scheme!r}",
+                                url=src, cause="unsafe-redirect")
+        if s.scheme == "https" and t.scheme == "http":
+            raise PolicyRefused(
+                f"refusing redirect from {src} to {target}: an HTTPS request is never "
+                "redirected to plain HTTP", url=src, cause="unsafe-redirect",
+                fix="have the registry redirect to an https:// URL (check its storage "
+                "redirect settings)")
+        why = unsafe_target(t.hostname or "")
+        if why:
+            raise PolicyRefused(f"refusing redirect from {src} to {target}: {why}", url=src,
+                                cause="unsafe-redirect")
+
+    def _send_retrying(self, ep: Endpoint, method: str, url: str,
+                       headers: dict[str, str] | None, auth: httpx.Auth | None, stream: bool,
+                       retries: int | None, foreign: bool = False) -> httpx.Response:
+        attempts = 1 + (self.retries if retries is None else retries)
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                resp = self._send_once(ep, method, url, headers, auth, stream, foreign)
+            except TransportError as e:
+                if last or e.cause not in ("connection-refused", "connection-reset", "timeout",
+                                           "connection-failed"):
+                    raise
+                self._sleep(self._delay(attempt, None))
+                continue
+            if resp.status_code in RETRY_STATUSES and not last:
+                delay = self._delay(attempt, _retry_after(resp))
+                resp.close()
+                self._sleep(delay)
+                continue
+            return resp
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return float(min(self.backoff * (2**attempt), 5.0) * (0.5 + random.random() / 2))
+
+    def _send_once(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
+                   auth: httpx.Auth | None, stream: bool, foreign: bool) -> httpx.Response:
+        scheme = urlsplit(url).scheme
+        client = self._client(ep, scheme) if not foreign else self._foreign_client(ep, scheme)
+        req = client.build_request(method, url, headers=headers)
+        try:
+            resp = client.send(req, auth=auth, stream=True) if auth else client.send(req,
+                                                                                    stream=True)
+        except httpx.TransportError as e:
+            raise self._translate(ep, url, e) from None
+        if scheme == "http" and resp.status_code == 400:
+            body = resp.read()[:200]
+            if b"HTTPS server" in body:
+                resp.close()
+                raise self._tls_expected(ep, url)
+        if not stream:
+            try:
+                resp.read()
+            except httpx.TransportError as e:
+                resp.close()
+                raise self._translate(ep, url, e) from None
+            finally:
+                resp.close()
+        return resp
+
+    def _foreign_client(self, ep: Endpoint, scheme: str) -> httpx.Client:
+        """For another host (blob storage): system trust plus the endpoint's extra CAs, but
+        never the endpoint's client certificate or headers."""
+        from dataclasses import replace
+
+        bare = replace(ep, tls=replace(ep.tls, client=None), headers=())
+        return self._client(bare, scheme)
+
+    # --- error translation ---
+
+    def _translate(self, ep: Endpoint, url: str, e: httpx.TransportError) -> TransportError:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        mode = ep.tls.mode.value if parts.scheme == "https" else TLSMode.DISABLED.value
+        if parts.scheme == "https" and is_tls_error(e):
+            if is_cert_error(e):
+                cause = _cert_cause(e)
+                fix = {
+                    "expired-certificate": "renew the registry's certificate",
+                    "hostname-mismatch": f"use a host name the certificate is valid for, or "
+                    f"re-issue it with {host} in its SANs",
+                }.get(cause, f"trust the registry's CA: --ca-bundle CA.crt, or an ImageConfig "
+                             f"with tls.caBundleConfigMapRef (crossfetch trust {parts.netloc} "
+                             "writes both)")
+                return TLSError(f"TLS certificate verification failed for {parts.netloc}: "
+                                f"{_innermost(e)}", url=url, host=host, mode=mode, cause=cause,
+                                fix=fix)
+            if speaks_plain_http(host, port, self.timeouts.connect):
+                if ep.tls.allow_http_fallback:
+                    return _FallbackToHTTP(url)
+                return PlainHTTPError(
+                    f"{parts.netloc} answered the TLS handshake in plain HTTP, and policy "
+                    f"requires TLS ({mode})", url=url, host=host, mode=mode,
+                    fix="if this registry really is plain HTTP, allow it for this host only:\n"
+                    + imageconfig_yaml(parts.netloc, mode="Disabled"))
+            return TLSError(f"TLS handshake with {parts.netloc} failed: {_innermost(e)}",
+                            url=url, host=host, mode=mode, cause="tls-error",
+                            fix="check that the port speaks TLS and supports TLS 1.2 or newer")
+        if parts.scheme == "http" and isinstance(e, httpx.RemoteProtocolError) and \
+                speaks_tls(host, port, self.timeouts.connect):
+            return self._tls_expected(ep, url)
+        cause = _connect_cause(e)
+        hint = {
+            "dns-failure": f"check that {host} resolves from here (inside a pod: cluster DNS)",
+            "connection-refused": f"nothing listens on {host}:{port}; check the port, and "
+            "whether a NetworkPolicy or firewall blocks it",
+            "timeout": "the host did not answer in time: a firewall or NetworkPolicy dropping "
+            "packets is likely; raise --timeout if the link is just slow",
+        }.get(cause, "check the network path to the registry")
+        return TransportError(f"cannot reach {parts.netloc} ({cause}): {_innermost(e)}",
+                              url=url, host=host, mode=mode, cause=cause, fix=hint)
+
+    def _tls_expected(self, ep: Endpoint, url: str) -> TLSExpectedError:
+        netloc = urlsplit(url).netloc
+        return TLSExpectedError(
+            f"{netloc} speaks TLS, but policy says plain HTTP (Disabled)", url=url,
+            host=urlsplit(url).hostname, mode="Disabled",
+            fix="use tls.mode Strict (with caBundleConfigMapRef for a private CA) for this "
+            f"registry:\n{imageconfig_yaml(netloc, mode='Strict')}")
+
+    # --- fallback ---
+
+    def send(self, ep: Endpoint, method: str, path: str, **kw: object) -> httpx.Response:
+        """:meth:`request` with an absolute path on the endpoint's host, applying the safe
+        fallback to plain HTTP where the endpoint allows it."""
+        for _ in range(2):
+            url = self.effective_url(ep) + path
+            try:
+                return self.request(ep, method, url, **kw)  # type: ignore[arg-type]
+            except _FallbackToHTTP:
+                self._fallback.add(ep.url)
+        raise AssertionError("unreachable")
+
+
+class _FallbackToHTTP(TransportError):
+    """Internal signal: the endpoint may and does speak plain HTTP."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"{url} speaks plain HTTP", url=url, cause="fallback")
+
+
+def _innermost(e: BaseException) -> str:
+    inner = e
+    for c in _chain(e):
+        inner = c
+    text = str(inner) or type(inner).__name__
+    return text.replace("\n", " ")[:300]

@@ -1,0 +1,130 @@
+"""TLS contexts per endpoint, and the probes that tell plain HTTP from TLS on the wire."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import ssl
+
+from ..errors import ConfigError
+from ..policy.model import TLSConfig, TLSMode
+
+
+@functools.lru_cache(maxsize=64)
+def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """A client context for ``tls``: system roots plus extra CAs, TLS >= 1.2, optional client
+    certificate. ``Insecure`` turns verification off; nothing else ever does."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ctx.cert_store_stats().get("x509_ca", 0) == 0 and not _has_capath():
+        # No system store (minimal images): fall back to certifi's bundle, a dependency of httpx.
+        import certifi
+
+        ctx.load_verify_locations(cafile=certifi.where())
+    for path in tls.ca_files:
+        try:
+            ctx.load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"cannot load CA file {path}: {e}",
+                              fix="give a readable PEM file of CA certificates") from None
+    for pem in tls.ca_pem:
+        try:
+            ctx.load_verify_locations(cadata=pem)
+        except ssl.SSLError as e:
+            raise ConfigError(f"cannot load CA certificate from {tls.source}: {e}",
+                              fix="put a valid PEM CA certificate in the ConfigMap") from None
+    if tls.client is not None:
+        try:
+            ctx.load_cert_chain(str(tls.client.cert), str(tls.client.key))
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(
+                f"cannot load client certificate {tls.client.cert} with key {tls.client.key}: "
+                f"{e}", fix="give a PEM certificate and its matching unencrypted key") from None
+    if tls.mode is TLSMode.INSECURE:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@functools.lru_cache(maxsize=1)
+def _has_capath() -> bool:
+    import os
+
+    paths = ssl.get_default_verify_paths()
+    return bool(paths.capath and os.path.isdir(paths.capath) and os.listdir(paths.capath))
+
+
+def _client_hello() -> bytes:
+    """The bytes of a real TLS ClientHello, made by the ssl module itself."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="probe.invalid")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def probe_first_bytes(host: str, port: int, timeout: float) -> bytes:
+    """Send a TLS ClientHello and return the first bytes the server answers (may be empty)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(_client_hello())
+        s.settimeout(timeout)
+        data = b""
+        try:
+            while len(data) < 5:
+                chunk = s.recv(5 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, OSError):
+            pass
+        return data
+
+
+def speaks_plain_http(host: str, port: int, timeout: float = 3.0) -> bool:
+    """True when the server answers a TLS handshake with plain HTTP (first bytes ``HTTP/``).
+
+    This is containerd's rule for a safe fallback: only a server that demonstrably speaks
+    HTTP is spoken to in HTTP, and a certificate problem is never a reason.
+    """
+    try:
+        return probe_first_bytes(host, port, timeout).startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+def speaks_tls(host: str, port: int, timeout: float = 3.0) -> bool:
+    """True when the server answers a ClientHello with a TLS record (handshake or alert)."""
+    try:
+        first = probe_first_bytes(host, port, timeout)
+    except OSError:
+        return False
+    return len(first) >= 3 and first[0] in (0x15, 0x16) and first[1] == 0x03
+
+
+def is_cert_error(exc: BaseException) -> bool:
+    """Does ``exc`` (or its cause chain) come from certificate verification?"""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(e) or "certificate verify failed" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def is_tls_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLError):
+            return True
+        if "SSL" in type(e).__name__ or "[SSL" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
