@@ -264,7 +264,9 @@ def function_with_runtime(directory: Path, runtime_mb: int = 30) -> BuiltPackage
 @_cached
 def provider_kubernetes(directory: Path) -> BuiltPackage:
     """provider-kubernetes: meta + its 9 CRDs in an annotated base layer, plus a small runtime."""
-    yaml = package_stream(_read("provider-kubernetes/crossplane.yaml"), _crds("provider-kubernetes/crds"))
+    yaml = package_stream(
+        _read("provider-kubernetes/crossplane.yaml"), _crds("provider-kubernetes/crds")
+    )
     image = _Image({})
     base = image.layer(make_tar({"package.yaml": yaml}), annotations=BASE)
     runtime = image.layer(make_tar({"provider": b"\x7fELF not really a provider\n"}))
@@ -371,7 +373,12 @@ def uncompressed_under_gzip_type(directory: Path) -> BuiltPackage:
         _crds("function-patch-and-transform/input"),
     )
     image = _Image({})
-    base = image.layer(make_tar({"package.yaml": yaml}), compress=False, media_type=OCI_LAYER_GZIP, annotations=BASE)
+    base = image.layer(
+        make_tar({"package.yaml": yaml}),
+        compress=False,
+        media_type=OCI_LAYER_GZIP,
+        annotations=BASE,
+    )
     return _single(directory, "v1", image, yaml, base, None)
 
 
@@ -388,7 +395,7 @@ def big_provider(directory: Path, target_mb: int = 100) -> BuiltPackage:
     i = 0
     while size < target_mb * 1024 * 1024:
         # A distinct API group per copy keeps every CRD name unique.
-        copies = [_GROUP.sub(lambda m, n=i: f"r{n}.{m[0]}", c) for c in crds]
+        copies = [_GROUP.sub(rf"r{i}.\g<0>", c) for c in crds]
         objects.extend(copies)
         size += chunk
         i += 1
@@ -420,22 +427,37 @@ def read_xpkg_file() -> dict[str, bytes]:
     return members
 
 
-def xpkg_built_package(manifest: bytes, tag: str = "v1") -> BuiltPackage:
-    """Describe the xpkg file as pushed, given the manifest the registry now serves for it."""
+def xpkg_package(tag: str = "v1") -> BuiltPackage:
+    """The xpkg file as ``crossplane xpkg push`` would publish it: a Docker v2 manifest over the
+    tarball's config and its gzip layers unchanged, so the config labels still name the layers.
+
+    (``skopeo copy docker-archive:`` recompresses the layers, which breaks those labels; push
+    this one with :func:`tests.support.push.raw_push`.)
+    """
     files = read_xpkg_file()
-    parsed = json.loads(manifest)
-    blobs: dict[str, bytes] = {}
-    by_digest = {sha256(data): data for data in files.values()}
-    for desc in [parsed["config"], *parsed["layers"]]:
-        blobs[desc["digest"]] = by_digest[desc["digest"]]
-    labels = json.loads(blobs[parsed["config"]["digest"]])["config"]["Labels"]
+    entry = json.loads(files["manifest.json"])[0]
+    config = files[entry["Config"]]
+    layers = [files[name] for name in entry["Layers"]]
+    blobs = {sha256(config): config} | {sha256(layer): layer for layer in layers}
+    manifest = _canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": DOCKER_CONFIG, "digest": sha256(config), "size": len(config)},
+            "layers": [
+                {"mediaType": DOCKER_LAYER_GZIP, "digest": sha256(layer), "size": len(layer)}
+                for layer in layers
+            ],
+        }
+    )
+    labels = json.loads(config)["config"]["Labels"]
     base = next(k.split(":", 1)[1] for k, v in labels.items() if v == "base")
     return BuiltPackage(
         layout=XPKG_FILE,
         tag=tag,
         manifest_digest=sha256(manifest),
         manifest=manifest,
-        media_type=parsed["mediaType"],
+        media_type=DOCKER_MANIFEST,
         blobs=blobs,
         package_yaml=files["package.yaml"],
         base_layer_digest=base,
