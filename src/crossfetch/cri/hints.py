@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 
 from ..reference import DOCKER_HUB, Reference
@@ -59,6 +60,12 @@ def pull_refused_fix(registry: str, message: str) -> str:
         why = (f"the registry {registry} speaks plain HTTP and the node only tries HTTPS; "
                "if plain HTTP is intended, allow it for this registry on the node")
         snippet = hosts_toml_snippet(registry, plain_http=True)
+    elif "400 bad request" in low and _is_loopback(registry):
+        # containerd speaks plain HTTP to loopback registries that have no hosts.toml, and a
+        # TLS registry answers that with 400.
+        why = (f"containerd sends plain HTTP to the loopback registry {registry} unless a "
+               "hosts.toml says https; if the registry speaks TLS, declare it")
+        snippet = hosts_toml_snippet(registry, ca=True)
     elif "x509" in low or "certificate" in low or "tls:" in low:
         why = (f"the node does not trust the certificate of {registry}; put the registry's CA "
                "next to a hosts.toml that names it")
@@ -73,6 +80,19 @@ def pull_refused_fix(registry: str, message: str) -> str:
         why = f"make sure the node can reach {registry}, and that its hosts.toml is right"
         snippet = hosts_toml_snippet(registry)
     return f"{why}:\n{snippet}\n({CONFIG_PATH_NOTE}); or fetch with --via direct"
+
+
+def _is_loopback(registry: str) -> bool:
+    if registry.startswith("["):
+        host = registry[1:registry.find("]")]
+    else:
+        host = registry.partition(":")[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def socket_missing_fix(path: str) -> str:
