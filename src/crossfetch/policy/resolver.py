@@ -43,7 +43,17 @@ class NodePolicy(Protocol):
 
 
 class ClientCertLoader(Protocol):
+    """Turns ``clientCertSecretRef`` (a ``kubernetes.io/tls`` Secret) into PEM files."""
+
     def __call__(self, secret_name: str, ic: ImageConfig) -> ClientCert: ...
+
+
+class KeychainProvider(Protocol):
+    """Builds the keychain for one resolved reference; ``pull_secret`` is the ImageConfig whose
+    ``pullSecretRef`` matched it (longest prefix), if any."""
+
+    def __call__(self, resolved: Reference, pull_secret: ImageConfig | None) -> Keychain | None:
+        ...
 
 
 @dataclass
@@ -55,7 +65,7 @@ class Policy:
     """``--ca-bundle`` / ``CA_BUNDLE_PATH``: added to the system roots for every TLS endpoint."""
     ca_bundle_source: Source | None = None
     node: NodePolicy | None = None
-    keychain: Keychain | None = None
+    keychains: KeychainProvider | None = None
     allow_plain_http_credentials: bool = False
     """``--allow-plain-http-credentials``: the flag form of the opt-in."""
     client_cert_loader: ClientCertLoader | None = None
@@ -147,13 +157,18 @@ class Policy:
         return TLSConfig(mode=mode, ca_pem=ca_pem, client=client, source=decided_by[0].source)
 
     def auth_for(self, resolved: Reference) -> AuthPolicy:
-        hit = best_match(self.objects.image_configs, str(resolved),
-                         "allow_plain_http_credentials")
+        """Credentials come from the ImageConfig whose ``pullSecretRef`` matches the
+        *rewritten* reference (as in Crossplane), then the keychain's other sources."""
+        configs = self.objects.image_configs
+        secret_hit = best_match(configs, str(resolved), "pull_secret")
+        keychain = self.keychains(resolved, secret_hit[0] if secret_hit else None) \
+            if self.keychains else None
+        hit = best_match(configs, str(resolved), "allow_plain_http_credentials")
         if self.allow_plain_http_credentials:
-            return AuthPolicy(self.keychain, True, Source("flag", "--allow-plain-http-credentials"))
+            return AuthPolicy(keychain, True, Source("flag", "--allow-plain-http-credentials"))
         if hit and hit[0].allow_plain_http_credentials:
-            return AuthPolicy(self.keychain, True, hit[0].source)
-        return AuthPolicy(self.keychain, False)
+            return AuthPolicy(keychain, True, hit[0].source)
+        return AuthPolicy(keychain, False)
 
     def decide(self, ref: Reference) -> Decision:
         """The effective policy for ``ref``."""

@@ -1,0 +1,145 @@
+"""A content-addressed package cache.
+
+Entries are keyed by the *full* manifest digest the reference resolved to (plus the platform
+when that digest is an index), hold the ``package.yaml`` stream and an ``entry.json`` with its
+sha256, and are written atomically: ``entry.json`` is renamed into place last, so an entry
+without it never existed. Readers verify the hash (see :meth:`Cache.open`); a corrupt entry is
+removed and treated as a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .oci import check_digest
+
+IMAGE_VARIANT = "image"
+PACKAGE_FILE = "package.yaml"
+ENTRY_FILE = "entry.json"
+
+
+def default_cache_dir(env: dict[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/crossfetch``, else ``~/.cache/crossfetch``."""
+    env = os.environ if env is None else env  # type: ignore[assignment]
+    assert env is not None
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "crossfetch"
+
+
+def variant_name(platform: str | None) -> str:
+    return platform.replace("/", "-") if platform else IMAGE_VARIANT
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    dir: Path
+    meta: dict[str, Any]
+
+    @property
+    def package_path(self) -> Path:
+        return self.dir / PACKAGE_FILE
+
+    @property
+    def sha256(self) -> str:
+        return str(self.meta["packageSha256"])
+
+
+@dataclass
+class Pending:
+    """A package being written; commit or discard it."""
+
+    dir: Path
+
+    @property
+    def package_path(self) -> Path:
+        return self.dir / PACKAGE_FILE
+
+
+class Cache:
+    """The on-disk cache under ``root``."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root else default_cache_dir()
+
+    def _entry_dir(self, digest: str, variant: str) -> Path:
+        algo, _, hexpart = check_digest(digest).partition(":")
+        return self.root / "packages" / algo / hexpart / variant
+
+    def _tmp_root(self) -> Path:
+        tmp = self.root / "tmp"
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create cache directory {tmp}: {e.strerror}",
+                              fix="pass --cache-dir to a writable directory") from None
+        return tmp
+
+    # --- read ---
+
+    def lookup(self, digest: str, platform: str | None = None) -> CacheEntry | None:
+        """The entry for ``digest`` (as an image, else for ``platform`` of an index), unverified.
+        Callers verify with :meth:`verify` while reading."""
+        for variant in (IMAGE_VARIANT, variant_name(platform or "linux/amd64")):
+            d = self._entry_dir(digest, variant)
+            try:
+                meta = json.loads((d / ENTRY_FILE).read_text())
+            except (OSError, ValueError):
+                continue
+            if (d / PACKAGE_FILE).is_file():
+                return CacheEntry(d, meta)
+        return None
+
+    def remove(self, entry: CacheEntry) -> None:
+        shutil.rmtree(entry.dir, ignore_errors=True)
+
+    # --- write ---
+
+    def begin(self) -> Pending:
+        return Pending(Path(tempfile.mkdtemp(prefix="pull-", dir=self._tmp_root())))
+
+    def discard(self, pending: Pending) -> None:
+        shutil.rmtree(pending.dir, ignore_errors=True)
+
+    def commit(self, pending: Pending, digest: str, variant: str, meta: dict[str, Any]
+               ) -> CacheEntry:
+        """Move a finished package into place atomically."""
+        final = self._entry_dir(digest, variant)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**meta, "digest": digest, "variant": variant, "storedAt": int(time.time())}
+        (pending.dir / ENTRY_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        if final.exists():
+            # Replace: move the old one aside first so readers never see a half entry.
+            trash = Path(tempfile.mkdtemp(prefix="old-", dir=self._tmp_root()))
+            os.replace(final, trash / "e")
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(pending.dir, final)
+        return CacheEntry(final, meta)
+
+    # --- tags (only for --pull-policy Never with a tag) ---
+
+    def _tag_file(self, name: str) -> Path:
+        return self.root / "tags" / (hashlib.sha256(name.encode()).hexdigest() + ".json")
+
+    def remember_tag(self, name: str, digest: str) -> None:
+        path = self._tag_file(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"reference": name, "digest": digest, "at": int(time.time())}, f)
+        os.replace(tmp, path)
+
+    def recall_tag(self, name: str) -> str | None:
+        try:
+            data = json.loads(self._tag_file(name).read_text())
+            return check_digest(str(data["digest"]))
+        except (OSError, ValueError, KeyError, Exception):
+            return None

@@ -1,0 +1,354 @@
+"""The public entry point: :class:`Client` pulls, heads and lists Crossplane packages.
+
+The flow matches Crossplane's: rewrite, resolve the tag with HEAD (GET as fallback), look in
+the cache by digest, then fetch *pinned to that digest*, read only the base layer, and store
+``package.yaml`` while parsing it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from .cache import Cache, CacheEntry, variant_name
+from .errors import CacheMiss, DigestMismatch, PolicyRefused
+from .oci import Descriptor, Index, Manifest, Platform, parse_manifest
+from .policy.model import Decision, Endpoint
+from .policy.resolver import Policy
+from .reference import Reference
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .registry import RegistryClient
+    from .transport.http import Transport
+    from .xpkg.meta import Package
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+class PullPolicy(enum.StrEnum):
+    """Crossplane's ``packagePullPolicy``."""
+
+    IF_NOT_PRESENT = "IfNotPresent"
+    ALWAYS = "Always"
+    NEVER = "Never"
+
+
+class Progress(Protocol):
+    """Receives progress for slow transfers; the CLI draws a bar with it on a TTY."""
+
+    def start(self, description: str, total: int) -> Callable[[int], None]: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class HeadResult:
+    reference: Reference
+    resolved: Reference
+    digest: str
+    media_type: str
+    size: int
+    endpoint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": str(self.reference), "resolved": str(self.resolved),
+                "digest": self.digest, "mediaType": self.media_type, "size": self.size,
+                "endpoint": self.endpoint}
+
+
+@dataclass(frozen=True)
+class PullResult:
+    reference: Reference
+    resolved: Reference
+    digest: str
+    """What the reference resolved to (an index digest for multi-platform packages)."""
+    manifest_digest: str
+    media_type: str
+    platform: str | None
+    package: Package
+    path: Path
+    """``package.yaml`` in the cache."""
+    cached: bool
+    base_layer: dict[str, Any] | None = None
+    endpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        pkg = self.package.to_dict()
+        out: dict[str, Any] = {
+            "reference": str(self.reference),
+            "resolved": str(self.resolved),
+            "digest": self.digest,
+            "manifestDigest": self.manifest_digest,
+            "mediaType": self.media_type,
+            "platform": self.platform,
+            "apiVersion": pkg.get("apiVersion"),
+            "kind": pkg.get("kind"),
+            "name": pkg.get("name"),
+            "crossplane": pkg.get("crossplane"),
+            "dependsOn": pkg.get("dependsOn", []),
+            "objects": pkg.get("objects", {}),
+            "annotations": pkg.get("annotations", {}),
+            "packageDigest": pkg.get("packageDigest"),
+            "size": pkg.get("size"),
+            "cached": self.cached,
+            "cachePath": str(self.path),
+            "baseLayer": self.base_layer,
+            "endpoint": self.endpoint,
+        }
+        out.update(self.extra)
+        return out
+
+
+class Client:
+    """Fetches Crossplane packages under a :class:`~crossfetch.policy.resolver.Policy`.
+
+    >>> with Client(Policy.load(["local.yaml"])) as c:          # doctest: +SKIP
+    ...     result = c.pull("registry.local:8443/fns/function-foo:v0.1.0")
+    ...     print(result.package.kind, result.digest)
+    """
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        cache: Cache | None = None,
+        pull_policy: PullPolicy | str = PullPolicy.IF_NOT_PRESENT,
+        platform: str | None = None,
+        default_registry: str | None = None,
+        transport: Transport | None = None,
+        timeout: float | None = None,
+        retries: int = 3,
+        progress: Progress | None = None,
+    ) -> None:
+        self.policy = policy or Policy()
+        self.cache = cache or Cache()
+        self.pull_policy = PullPolicy(pull_policy)
+        self.platform = str(Platform.parse(platform)) if platform else None
+        self.default_registry = default_registry
+        if transport is None:
+            from .transport.http import Timeouts, Transport
+
+            t = Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout)
+            transport = Transport(timeouts=t, retries=retries)
+        self.transport = transport
+        self.progress = progress
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # --- building blocks ---
+
+    def parse(self, ref: str | Reference) -> Reference:
+        if isinstance(ref, Reference):
+            return ref
+        return Reference.parse(ref, default_registry=self.default_registry)
+
+    def decide(self, ref: str | Reference) -> Decision:
+        """The effective policy for ``ref``; raises if policy blocks it."""
+        decision = self.policy.decide(self.parse(ref))
+        if decision.blocked is not None:
+            raise PolicyRefused(
+                f"{decision.resolved} is blocked by {decision.blocked}", cause="blocked",
+                fix=f"remove or narrow the blocking rule in {decision.blocked.name}")
+        return decision
+
+    def auth_factory(self, decision: Decision) -> Callable[[Endpoint, str], httpx.Auth | None]:
+        """The auth flow for each endpoint of ``decision`` (anonymous and credentialed)."""
+        from .transport.auth import RegistryAuth
+
+        flows: dict[tuple[str, str], httpx.Auth] = {}
+
+        def factory(ep: Endpoint, actions: str) -> httpx.Auth | None:
+            key = (ep.url, actions)
+            if key not in flows:
+                flows[key] = RegistryAuth(ep, decision, actions, transport=self.transport)
+            return flows[key]
+
+        return factory
+
+    def registry(self, decision: Decision) -> RegistryClient:
+        from .registry import RegistryClient
+
+        return RegistryClient(decision, self.transport, self.auth_factory(decision))
+
+    # --- verbs ---
+
+    def head(self, ref: str | Reference) -> HeadResult:
+        """Resolve ``ref`` to a manifest descriptor (HEAD, falling back to GET)."""
+        decision = self.decide(ref)
+        rc = self.registry(decision)
+        desc = rc.head()
+        ep = rc.last_endpoint.url if rc.last_endpoint else ""
+        return HeadResult(decision.reference, decision.resolved, desc.digest, desc.media_type,
+                          desc.size, ep)
+
+    def tags(self, ref: str | Reference) -> list[str]:
+        """Every tag of the repository, following ``Link`` pagination."""
+        return self.registry(self.decide(ref)).tags()
+
+    def pull(self, ref: str | Reference, output: str | Path | IO[bytes] | None = None
+             ) -> PullResult:
+        """Fetch the package, store it in the cache, and copy ``package.yaml`` to ``output``
+        (a path, ``-`` for stdout, or a binary file object)."""
+        decision = self.decide(ref)
+        result = self._pull(decision)
+        if output is not None:
+            write_output(result.path, output)
+        return result
+
+    def _pull(self, decision: Decision) -> PullResult:
+        resolved = decision.resolved
+        rc: RegistryClient | None = None
+        if resolved.digest:
+            top = resolved.digest
+        elif self.pull_policy is PullPolicy.NEVER:
+            recalled = self.cache.recall_tag(str(resolved))
+            if recalled is None:
+                raise CacheMiss(f"{resolved} is not in the cache and the pull policy is Never",
+                                fix="pull it once with --pull-policy IfNotPresent, or pin a "
+                                "cached digest")
+            top = recalled
+        else:
+            rc = self.registry(decision)
+            top = rc.head().digest
+
+        if self.pull_policy is not PullPolicy.ALWAYS:
+            entry = self.cache.lookup(top, self.platform)
+            if entry is not None:
+                try:
+                    return self._from_cache(decision, top, entry)
+                except DigestMismatch:
+                    self.cache.remove(entry)
+        if self.pull_policy is PullPolicy.NEVER:
+            raise CacheMiss(f"{resolved} ({top}) is not in the cache and the pull policy is Never",
+                            fix="pull it with --pull-policy IfNotPresent first")
+        rc = rc or self.registry(decision)
+        return self._fetch(decision, rc, top)
+
+    def _from_cache(self, decision: Decision, top: str, entry: CacheEntry) -> PullResult:
+        from .xpkg.meta import PackageScanner
+
+        pkg = verify_and_scan(entry.package_path, entry.sha256, PackageScanner())
+        meta = entry.meta
+        return PullResult(decision.reference, decision.resolved, top,
+                          str(meta.get("manifestDigest", top)), str(meta.get("mediaType", "")),
+                          meta.get("platform"), pkg, entry.package_path, cached=True,
+                          base_layer=meta.get("baseLayer"), endpoint=None)
+
+    def _fetch(self, decision: Decision, rc: RegistryClient, top: str) -> PullResult:
+        raw, mt, digest = rc.fetch_manifest(top)
+        parsed = parse_manifest(raw, mt, digest)
+        platform = None
+        if isinstance(parsed, Index):
+            choice = parsed.select(self.platform)
+            platform = str(choice.platform) if choice.platform else self.platform
+            raw, mt, digest = rc.fetch_manifest(choice.digest)
+            parsed = parse_manifest(raw, mt, digest)
+            if isinstance(parsed, Index):
+                from .errors import PackageError
+
+                raise PackageError(f"index entry {choice.digest} is itself an index")
+        assert isinstance(parsed, Manifest)
+        pending = self.cache.begin()
+        try:
+            pkg, base = self._read_package(rc, parsed, pending.package_path)
+            meta = {"reference": str(decision.reference), "resolved": str(decision.resolved),
+                    "manifestDigest": parsed.digest, "mediaType": parsed.media_type,
+                    "platform": platform, "packageSha256": pkg.sha256.split(":")[-1],
+                    "baseLayer": base}
+            entry = self.cache.commit(pending, top, variant_name(platform), meta)
+        except BaseException:
+            self.cache.discard(pending)
+            raise
+        if not decision.resolved.digest:
+            self.cache.remember_tag(str(decision.resolved), top)
+        ep = rc.last_endpoint.url if rc.last_endpoint else None
+        return PullResult(decision.reference, decision.resolved, top, parsed.digest,
+                          parsed.media_type, platform, pkg, entry.package_path, cached=False,
+                          base_layer=base, endpoint=ep)
+
+    def _read_package(self, rc: RegistryClient, manifest: Manifest, dest: Path
+                      ) -> tuple[Package, dict[str, Any] | None]:
+        from . import xpkg
+
+        config = None
+        if xpkg.needs_config(manifest):
+            config = json.loads(rc.read_blob(manifest.config, MAX_CONFIG_BYTES))
+        choice = xpkg.find_base_layer(manifest, config)
+        with open(dest, "wb") as sink:
+            if choice.layer is not None:
+                chunks = rc.open_blob(choice.layer, self._bar("base layer", choice.layer))
+                pkg = xpkg.read_package(chunks, choice.layer, sink)
+                base: dict[str, Any] | None = {"digest": choice.layer.digest,
+                                               "size": choice.layer.size, "how": choice.how}
+            else:
+                layers: list[tuple[Descriptor, Iterator[bytes]]] = [
+                    (d, rc.open_blob(d, self._bar(f"layer {i + 1}", d)))
+                    for i, d in enumerate(manifest.layers)]
+                pkg, layer = xpkg.read_flattened(layers, sink, dest.parent)
+                base = {"digest": layer.digest, "size": layer.size, "how": "flattened",
+                        "note": choice.note}
+        if self.progress:
+            self.progress.finish()
+        return pkg, base
+
+    def _bar(self, what: str, desc: Descriptor) -> Callable[[int], None] | None:
+        if self.progress is None:
+            return None
+        return self.progress.start(f"{what} {desc.digest[7:19]}", desc.size)
+
+
+def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:
+    """Read a cached ``package.yaml`` once: hash it and scan it; raise on a hash mismatch."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            h.update(chunk)
+            scanner.feed(chunk)
+    if h.hexdigest() != sha256_hex.split(":")[-1]:
+        raise DigestMismatch(f"cached package {path} does not match its recorded sha256",
+                             fix="the cache entry was removed; pull again")
+    pkg: Package = scanner.finish()
+    return pkg
+
+
+def write_output(src: Path, output: str | Path | IO[bytes]) -> None:
+    """Copy ``package.yaml`` to a path (atomically), ``-`` (stdout) or a file object."""
+    if output == "-":
+        with open(src, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1024 * 1024)
+        sys.stdout.flush()
+        return
+    if isinstance(output, str | Path):
+        import os
+        import tempfile
+
+        out = Path(output)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or ".")
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    with open(src, "rb") as f:
+        shutil.copyfileobj(f, output, 1024 * 1024)
