@@ -8,13 +8,17 @@ policy has ``Egress`` in its (defaulted) policyTypes; then traffic is allowed if
 egress rule of those policies matches it. Where the answer depends on facts the policies do
 not hold (is this IP a pod? which container port is named ``https``?) the verdict is
 ``undecidable`` instead of a guess. Pure logic: no cluster access, no network.
+
+Out of scope: CNI-specific policy objects (CiliumNetworkPolicy, Calico, AdminNetworkPolicy,
+which the loader rejects rather than ignores) and the rule that traffic to the pod's own node
+is always allowed (node addresses are not known here).
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,6 +39,7 @@ DNS_NAMESPACE = "kube-system"
 DNS_POD_LABELS: Mapping[str, str] = {"k8s-app": "kube-dns"}
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 MAX_INPUT_CHARS = 64 * 1024 * 1024
+MAX_NODES = 2_000_000
 _API_VERSIONS = ("networking.k8s.io/v1", "extensions/v1beta1")
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
@@ -294,7 +299,7 @@ def _labels_str(labels: Mapping[str, str]) -> str:
 
 def _evaluate(policies: Sequence[NetworkPolicy], namespace: str, pod_labels: Mapping[str, str],
               checks: Sequence[tuple[_Dest, str, int]], what: str,
-              fix: Any) -> EgressVerdict:
+              fix: Callable[[list[TargetResult]], str]) -> EgressVerdict:
     selecting = [p for p in policies if p.selects(namespace, pod_labels)]
     isolating = [p for p in selecting if p.restricts_egress]
     sel_keys, iso_keys = [p.key for p in selecting], [p.key for p in isolating]
@@ -323,7 +328,7 @@ def _evaluate(policies: Sequence[NetworkPolicy], namespace: str, pod_labels: Map
         reason = (f"{what} from {pod} to {', '.join(map(str, open_))} cannot be decided from the "
                   f"policies alone (isolated for egress by {', '.join(iso_keys)}): {why}.")
         verdict = Verdict.UNDECIDABLE
-    return EgressVerdict(verdict, reason, sel_keys, iso_keys, by, fix(not_allowed), results)
+    return EgressVerdict(verdict, reason, sel_keys, iso_keys, None, fix(not_allowed), results)
 
 
 def _address(text: str, what: str) -> IPAddr:
@@ -360,6 +365,9 @@ def evaluate_egress(policies: Sequence[NetworkPolicy], *, namespace: str = DEFAU
     """
     del namespace_labels  # the source namespace's labels never select policies
     protocol = _protocol(protocol)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UsageError(f"port {port!r} is not a port number", cause="invalid-port",
+                         fix="pass a port between 1 and 65535")
     dests = [_Dest(_address(a, "destination address"), None) for a in addresses] \
         or [_Dest(None, None)]
 
@@ -442,22 +450,28 @@ class _Ctx:
                                      "`kubectl get networkpolicy -A -o yaml`)")
 
 
-def _index(node: yaml.Node, path: _YPath, lines: dict[_YPath, int], seen: set[int],
-           file: str) -> None:
-    if id(node) in seen:  # the composer hands back the anchored node for every alias
-        raise ConfigError("YAML aliases are not accepted in NetworkPolicy input", file=file,
-                          line=node.start_mark.line + 1, cause="invalid-config",
-                          fix="export the policies again with kubectl (it never writes aliases)")
-    seen.add(id(node))
+def _index(node: yaml.Node, path: _YPath, lines: dict[_YPath, int], sizes: dict[int, int],
+           file: str) -> int:
+    """Record the line of each path; return the node count with aliases expanded."""
+    known = sizes.get(id(node))  # the composer hands back the anchored node for an alias
+    if known == -1:
+        raise ConfigError("recursive YAML alias", file=file, line=node.start_mark.line + 1,
+                          fix="export the policies again with kubectl (it writes no aliases)")
+    if known is not None:
+        return known
+    sizes[id(node)] = -1
     lines.setdefault(path, node.start_mark.line + 1)
+    size = 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode):
-                lines[(*path, key.value)] = key.start_mark.line + 1
-                _index(value, (*path, key.value), lines, seen, file)
+                lines.setdefault((*path, key.value), key.start_mark.line + 1)
+                size += _index(value, (*path, key.value), lines, sizes, file)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index(item, (*path, i), lines, seen, file)
+            size += _index(item, (*path, i), lines, sizes, file)
+    sizes[id(node)] = size
+    return size
 
 
 def load_policies(path_or_text: str | Path, *, source: str | None = None,
@@ -492,7 +506,13 @@ def load_policies(path_or_text: str | Path, *, source: str | None = None,
             if node is None:
                 break
             lines: dict[_YPath, int] = {}
-            _index(node, (), lines, set(), name)
+            # Aliases are shared, not copied, but walking the policies visits every use: bound
+            # the expanded size so an alias bomb cannot stall the doctor.
+            if _index(node, (), lines, {}, name) > MAX_NODES:
+                raise ConfigError(f"document expands to more than {MAX_NODES} YAML nodes",
+                                  file=name, line=node.start_mark.line + 1,
+                                  cause="limit-exceeded",
+                                  fix="export only the relevant namespace (-n), without aliases")
             ctx = _Ctx(name, lines)
             out += _document(loader.construct_document(node), ctx, default_namespace)
     except yaml.MarkedYAMLError as exc:
