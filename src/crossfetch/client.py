@@ -8,7 +8,6 @@ the cache by digest, then fetch *pinned to that digest*, read only the base laye
 from __future__ import annotations
 
 import enum
-import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -284,33 +283,39 @@ class Client:
 
     def _read_package(self, rc: RegistryClient, manifest: Manifest, dest: Path
                       ) -> tuple[Package, dict[str, Any] | None]:
-        from . import xpkg
+        from .xpkg import extract_package
 
-        config = None
-        if xpkg.needs_config(manifest):
-            config = json.loads(rc.read_blob(manifest.config, MAX_CONFIG_BYTES))
-        choice = xpkg.find_base_layer(manifest, config)
-        with open(dest, "wb") as sink:
-            if choice.layer is not None:
-                chunks = rc.open_blob(choice.layer, self._bar("base layer", choice.layer))
-                pkg = xpkg.read_package(chunks, choice.layer, sink)
-                base: dict[str, Any] | None = {"digest": choice.layer.digest,
-                                               "size": choice.layer.size, "how": choice.how}
-            else:
-                layers: list[tuple[Descriptor, Iterator[bytes]]] = [
-                    (d, rc.open_blob(d, self._bar(f"layer {i + 1}", d)))
-                    for i, d in enumerate(manifest.layers)]
-                pkg, layer = xpkg.read_flattened(layers, sink, dest.parent)
-                base = {"digest": layer.digest, "size": layer.size, "how": "flattened",
-                        "note": choice.note}
-        if self.progress:
-            self.progress.finish()
-        return pkg, base
+        source = _ProgressSource(rc, self._bar)
+        try:
+            with open(dest, "wb") as sink:
+                read = extract_package(source, manifest, sink, tmp_dir=dest.parent)
+        finally:
+            if self.progress:
+                self.progress.finish()
+        base = {"digest": read.layer.digest, "size": read.layer.size, "how": read.how}
+        if read.note:
+            base["note"] = read.note
+        return read.package, base
 
-    def _bar(self, what: str, desc: Descriptor) -> Callable[[int], None] | None:
-        if self.progress is None:
+    def _bar(self, desc: Descriptor) -> Callable[[int], None] | None:
+        if self.progress is None or desc.size < 1024 * 1024:
             return None
-        return self.progress.start(f"{what} {desc.digest[7:19]}", desc.size)
+        return self.progress.start(f"blob {desc.digest[7:19]}", desc.size)
+
+
+class _ProgressSource:
+    """A :class:`~crossfetch.oci.BlobSource` over a registry that reports blob progress."""
+
+    def __init__(self, rc: RegistryClient,
+                 bar: Callable[[Descriptor], Callable[[int], None] | None]) -> None:
+        self.rc = rc
+        self.bar = bar
+
+    def fetch_manifest(self, identifier: str) -> tuple[bytes, str, str]:
+        return self.rc.fetch_manifest(identifier)
+
+    def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
+        return self.rc.open_blob(desc, self.bar(desc))
 
 
 def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:

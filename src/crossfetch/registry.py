@@ -178,7 +178,9 @@ class RegistryClient:
         try:
             raw, mt, digest = self._get_manifest_on(ep, ident)
         except FetchError as e:
-            e.message = f"{HEAD_FALLBACK}: {head_err.message if head_err else ''}; GET: {e.message}"
+            head_msg = head_err.message if head_err else "no descriptor"
+            e.message = f"{HEAD_FALLBACK}: {head_msg}" if head_msg == e.message else \
+                f"{HEAD_FALLBACK}: {head_msg}; the GET failed too: {e.message}"
             e.detail.setdefault("head_error", head_err.to_dict() if head_err else None)
             raise
         return Descriptor(media_type=mt, digest=digest, size=len(raw))
