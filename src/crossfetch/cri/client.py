@@ -52,7 +52,9 @@ class AuthConfig:
     """Registry credentials handed to the runtime for one pull, as kubelet passes pull secrets.
 
     Set ``username``/``password``, or ``identity_token`` (a refresh token), or
-    ``registry_token`` (a bearer token). ``server_address`` is the registry host.
+    ``registry_token`` (a bearer token). ``server_address`` is the registry host the
+    credentials are for (default: the pulled reference's registry); the runtime uses them only
+    for that host.
     """
 
     username: str = ""
@@ -99,6 +101,15 @@ def socket_path(endpoint: str) -> str | None:
     return None
 
 
+def _server_address(given: str, ref: str) -> str:
+    """``server_address`` as containerd 1.6+ wants it: a URL whose host is the host it
+    contacts. containerd parses it with a URL parser (bare ``host:port`` fails to parse) and
+    silently drops the credentials when the host differs, and an empty one sends them to every
+    host of the pull, mirrors included; so default to the reference's own registry."""
+    address = given or hints.parse_runtime_ref(ref).api_registry
+    return address if "://" in address else f"https://{address}"
+
+
 class RuntimeClient:
     """Talk to the container runtime at ``endpoint`` (a ``unix://`` socket).
 
@@ -137,7 +148,9 @@ class RuntimeClient:
             self._channel = None
             self._stubs.clear()
 
-    def _stub(self, name: str) -> Any:
+    def _connect(self) -> grpc.Channel:
+        """The channel, created on first use after checking the socket (before importing
+        grpc, so a missing or forbidden socket is reported the same everywhere)."""
         if self._channel is None:
             self._check_socket()
             import grpc
@@ -148,6 +161,10 @@ class RuntimeClient:
                          # The socket path is the authority; keep proxies out of it.
                          ("grpc.enable_http_proxy", 0)],
             )
+        return self._channel
+
+    def _stub(self, name: str) -> Any:
+        channel = self._connect()
         if name not in self._stubs:
             from .gen import (
                 containerd_content_v1_pb2_grpc,
@@ -163,7 +180,7 @@ class RuntimeClient:
                 "ctrd_images": containerd_images_v1_pb2_grpc.ImagesStub,
                 "ctrd_version": containerd_version_v1_pb2_grpc.VersionStub,
             }
-            self._stubs[name] = factories[name](self._channel)
+            self._stubs[name] = factories[name](channel)
         return self._stubs[name]
 
     def _check_socket(self) -> None:
@@ -273,6 +290,7 @@ class RuntimeClient:
     # -- CRI -------------------------------------------------------------------------------
     def version(self) -> RuntimeVersion:
         """CRI ``RuntimeService.Version``: the runtime's name and version."""
+        self._connect()
         from .gen import cri_runtime_v1_pb2 as pb
 
         r = self._cri_call("runtime", "Version", pb.VersionRequest(version=CRI_API_VERSION),
@@ -281,6 +299,7 @@ class RuntimeClient:
 
     def image_status(self, ref: str) -> ImageRecord | None:
         """The runtime's record of ``ref``, or None when it does not have the image."""
+        self._connect()
         from .gen import cri_runtime_v1_pb2 as pb
 
         r = self._cri_call("images", "ImageStatus",
@@ -297,6 +316,7 @@ class RuntimeClient:
         Returns the runtime's image reference (the config digest). A refusal raises
         :class:`PullRefused` carrying the runtime's message.
         """
+        self._connect()
         import grpc
 
         from .gen import cri_runtime_v1_pb2 as pb
@@ -305,8 +325,8 @@ class RuntimeClient:
         if auth is not None:
             req.auth.CopyFrom(pb.AuthConfig(
                 username=auth.username, password=auth.password, auth=auth.auth,
-                server_address=auth.server_address, identity_token=auth.identity_token,
-                registry_token=auth.registry_token))
+                server_address=_server_address(auth.server_address, ref),
+                identity_token=auth.identity_token, registry_token=auth.registry_token))
         try:
             r = self._stub("images").PullImage(req, timeout=self.pull_timeout)
         except grpc.RpcError as e:
@@ -344,6 +364,7 @@ class RuntimeClient:
         record, named as containerd normalises ``ref`` (``host/repo:tag`` or
         ``host/repo@digest``). Falls back to the repo digests CRI lists for ``ref``.
         """
+        self._connect()
         import grpc
 
         from .gen import containerd_images_v1_pb2 as pb
@@ -374,6 +395,7 @@ class RuntimeClient:
 
     def info(self, digest: str) -> ContentInfo:
         """containerd ``Content.Info``: size and labels of a blob."""
+        self._connect()
         from .gen import containerd_content_v1_pb2 as pb
 
         try:
@@ -390,6 +412,7 @@ class RuntimeClient:
         requested offset (the first chunk says 0), older or other servers may count from the
         blob's start; both are accepted, anything else is an error.
         """
+        self._connect()
         import grpc
 
         from .gen import containerd_content_v1_pb2 as pb
