@@ -250,6 +250,20 @@ def test_manifest_config_and_layers_come_from_the_content_store(
     assert by_digest == target
 
 
+def test_package_yaml_reads_through_the_shared_xpkg_pipeline(
+        tmp_path: Path, client: RuntimeClient, pulled: str) -> None:
+    from crossfetch.xpkg.extract import extract_package
+
+    source = RuntimeBlobSource(client, pulled)
+    raw, media_type, digest = source.fetch_manifest("v1")
+    manifest = parse_manifest(raw, media_type, digest)
+    assert isinstance(manifest, Manifest)
+    sink = io.BytesIO()
+    read = extract_package(source, manifest, sink, tmp_dir=tmp_path)
+    assert sink.getvalue() == PACKAGE_YAML
+    assert read.how == "label" and read.layer == manifest.layers[0]
+
+
 def test_ranged_reads_return_the_requested_slice(
         client: RuntimeClient, pulled: str, image: Image) -> None:
     layer = image.layers[1]

@@ -5,20 +5,11 @@ services over the runtime's unix socket; ``RuntimeBlobSource`` serves the result
 xpkg pipeline as the registry path. Importing this package does not import grpc.
 """
 
-from .client import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_NAMESPACE,
-    AuthConfig,
-    ContentInfo,
-    EnsureResult,
-    ImageRecord,
-    RuntimeClient,
-    RuntimeVersion,
-    Target,
-)
+from .client import DEFAULT_ENDPOINT, DEFAULT_NAMESPACE, RuntimeClient
 from .errors import ContentMissing, CRIError, PullRefused, RuntimeUnavailable
 from .hints import containerd_name, hosts_toml_snippet
 from .source import RuntimeBlobSource
+from .types import AuthConfig, ContentInfo, EnsureResult, ImageRecord, RuntimeVersion, Target
 
 __all__ = [
     "DEFAULT_ENDPOINT",
