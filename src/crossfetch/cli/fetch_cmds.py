@@ -42,7 +42,7 @@ def _summary(d: dict[str, Any], *, err: bool = False, wrote: str | None = None) 
     base = d.get("baseLayer") or {}
     if base:
         line("base layer", f"{base.get('digest', '')[:19]}… via {base.get('how')}")
-    line("source", src)
+    line("from", src)
     if wrote:
         line("wrote", f"{wrote} ({d.get('size')} bytes)")
 
