@@ -86,45 +86,82 @@ def build_layout(directory: Path, tag: str = "v1", *, index: bool = False) -> Im
         (blobs / d.split(":", 1)[1]).write_bytes(data)
         return d
 
-    tars = [_tar({"package.yaml": PACKAGE_YAML}),
-            # incompressible, so reads of it span several gRPC messages
-            _tar({"function": random.Random(0).randbytes(3 << 20)})]
+    tars = [
+        _tar({"package.yaml": PACKAGE_YAML}),
+        # incompressible, so reads of it span several gRPC messages
+        _tar({"function": random.Random(0).randbytes(3 << 20)}),
+    ]
     layers = tuple(gzip.compress(t, mtime=0) for t in tars)
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Labels": {"io.crossplane.xpkg:" + digest_of(layers[0]): "base"}},
-        "rootfs": {"type": "layers", "diff_ids": [digest_of(t) for t in tars]},
-    }, sort_keys=True).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2,
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"io.crossplane.xpkg:" + digest_of(layers[0]): "base"}},
+            "rootfs": {"type": "layers", "diff_ids": [digest_of(t) for t in tars]},
+        },
+        sort_keys=True,
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": put(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": put(layer),
+                    "size": len(layer),
+                }
+                for layer in layers
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+    root = {
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": put(config), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": put(layer), "size": len(layer)} for layer in layers],
-    }, sort_keys=True).encode()
-    root = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(manifest),
-            "size": len(manifest)}
+        "digest": put(manifest),
+        "size": len(manifest),
+    }
     top = None
     if index:  # an image index with one linux/amd64 entry, as multi-arch Functions ship
-        top = json.dumps({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [{**root, "platform": {"os": "linux", "architecture": "amd64"}}],
-        }, sort_keys=True).encode()
-        root = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": put(top),
-                "size": len(top)}
+        top = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{**root, "platform": {"os": "linux", "architecture": "amd64"}}],
+            },
+            sort_keys=True,
+        ).encode()
+        root = {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": put(top),
+            "size": len(top),
+        }
     (directory / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (directory / "index.json").write_text(json.dumps({
-        "schemaVersion": 2,
-        "manifests": [{**root, "annotations": {"org.opencontainers.image.ref.name": tag}}],
-    }))
+    (directory / "index.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "manifests": [{**root, "annotations": {"org.opencontainers.image.ref.name": tag}}],
+            }
+        )
+    )
     return Image(directory, tag, manifest, config, layers, top)
 
 
-def push(image: Image, ref: str, *, ca_dir: Path | None = None,
-         creds: str | None = None) -> None:
-    args = ["skopeo", "copy", "--quiet", "--all", f"oci:{image.layout}:{image.tag}",
-            f"docker://{ref}"]
+def push(image: Image, ref: str, *, ca_dir: Path | None = None, creds: str | None = None) -> None:
+    args = [
+        "skopeo",
+        "copy",
+        "--quiet",
+        "--all",
+        f"oci:{image.layout}:{image.tag}",
+        f"docker://{ref}",
+    ]
     args += [f"--dest-cert-dir={ca_dir}"] if ca_dir else ["--dest-tls-verify=false"]
     if creds:
         args.append(f"--dest-creds={creds}")
@@ -191,7 +228,8 @@ def test_version_names_the_runtime(client: RuntimeClient) -> None:
 
 
 def test_plain_http_registry_is_pulled_only_as_hosts_toml_allows(
-        ctd: Containerd, client: RuntimeClient, plain: Registry, image: Image) -> None:
+    ctd: Containerd, client: RuntimeClient, plain: Registry, image: Image
+) -> None:
     ref = plain.ref("fns/auto-ready:v1")
     # The node says this registry speaks TLS: containerd must refuse, and the fix must be the
     # hosts.toml that allows plain HTTP for exactly this host.
@@ -213,7 +251,8 @@ def test_plain_http_registry_is_pulled_only_as_hosts_toml_allows(
 
 
 def test_ensure_does_not_touch_the_registry_when_the_image_is_present(
-        client: RuntimeClient, plain: Registry, pulled: str) -> None:
+    client: RuntimeClient, plain: Registry, pulled: str
+) -> None:
     mark = plain.mark()
     result = client.ensure(pulled)
     assert not result.pulled
@@ -226,10 +265,14 @@ def test_ensure_does_not_touch_the_registry_when_the_image_is_present(
 
 
 def test_manifest_config_and_layers_come_from_the_content_store(
-        client: RuntimeClient, pulled: str, image: Image) -> None:
+    client: RuntimeClient, pulled: str, image: Image
+) -> None:
     target = client.manifest_target(pulled)
     assert (target.media_type, target.digest, target.size) == (
-        "application/vnd.oci.image.manifest.v1+json", image.manifest_digest, len(image.manifest))
+        "application/vnd.oci.image.manifest.v1+json",
+        image.manifest_digest,
+        len(image.manifest),
+    )
     source = RuntimeBlobSource(client, pulled)
     raw, media_type, digest = source.fetch_manifest("v1")
     assert (raw, digest) == (image.manifest, image.manifest_digest)
@@ -251,7 +294,8 @@ def test_manifest_config_and_layers_come_from_the_content_store(
 
 
 def test_package_yaml_reads_through_the_shared_xpkg_pipeline(
-        tmp_path: Path, client: RuntimeClient, pulled: str) -> None:
+    tmp_path: Path, client: RuntimeClient, pulled: str
+) -> None:
     from crossfetch.xpkg.extract import extract_package
 
     source = RuntimeBlobSource(client, pulled)
@@ -265,7 +309,8 @@ def test_package_yaml_reads_through_the_shared_xpkg_pipeline(
 
 
 def test_ranged_reads_return_the_requested_slice(
-        client: RuntimeClient, pulled: str, image: Image) -> None:
+    client: RuntimeClient, pulled: str, image: Image
+) -> None:
     layer = image.layers[1]
     d = digest_of(layer)
     assert b"".join(client.read(d, offset=10, size=100)) == layer[10:110]
@@ -278,7 +323,8 @@ def test_ranged_reads_return_the_requested_slice(
 
 
 def test_an_index_is_read_entry_by_entry(
-        work: Path, ctd: Containerd, client: RuntimeClient, plain: Registry) -> None:
+    work: Path, ctd: Containerd, client: RuntimeClient, plain: Registry
+) -> None:
     img = build_layout(work / "layout-index", index=True)
     assert img.index is not None
     ref = plain.ref("fns/multi:v1")
@@ -297,7 +343,8 @@ def test_an_index_is_read_entry_by_entry(
 
 
 def test_tls_registry_with_ca_in_hosts_toml(
-        work: Path, ctd: Containerd, client: RuntimeClient, image: Image) -> None:
+    work: Path, ctd: Containerd, client: RuntimeClient, image: Image
+) -> None:
     pki = make_pki(work / "pki-tls")
     ca_dir = work / "skopeo-ca"
     ca_dir.mkdir(exist_ok=True)
@@ -320,7 +367,8 @@ def test_tls_registry_with_ca_in_hosts_toml(
 
 
 def test_htpasswd_registry_with_auth_config(
-        work: Path, ctd: Containerd, client: RuntimeClient, image: Image) -> None:
+    work: Path, ctd: Containerd, client: RuntimeClient, image: Image
+) -> None:
     with Registry(work, htpasswd={"alice": "s3cret"}) as reg:
         ref = reg.ref("fns/auto-ready:v1")
         push(image, ref, creds="alice:s3cret")
@@ -330,8 +378,7 @@ def test_htpasswd_registry_with_auth_config(
         assert "401" in err.value.detail["runtime_message"]
         assert "credentials" in (err.value.fix or "")
         # A bare host:port server address (kubelet's form) must reach containerd as a URL.
-        client.pull(ref, AuthConfig(username="alice", password="s3cret",
-                                    server_address=reg.host))
+        client.pull(ref, AuthConfig(username="alice", password="s3cret", server_address=reg.host))
         assert client.image_status(ref) is not None
         ref2 = reg.ref("fns/auto-ready:v2")
         push(image, ref2, creds="alice:s3cret")
@@ -384,7 +431,8 @@ def test_unknown_host_is_refused_with_the_runtime_message(client: RuntimeClient)
 
 
 def test_untrusted_tls_registry_without_hosts_toml_is_refused(
-        work: Path, client: RuntimeClient) -> None:
+    work: Path, client: RuntimeClient
+) -> None:
     pki = make_pki(work / "pki-untrusted")
     with Registry(work, tls=pki.untrusted_server) as reg:
         with pytest.raises(PullRefused) as err:
@@ -396,7 +444,8 @@ def test_untrusted_tls_registry_without_hosts_toml_is_refused(
 
 
 def test_garbage_collected_layer_is_reported_with_the_fix(
-        ctd: Containerd, client: RuntimeClient, pulled: str, image: Image) -> None:
+    ctd: Containerd, client: RuntimeClient, pulled: str, image: Image
+) -> None:
     base = digest_of(image.layers[0])
     ctd.ctr("content", "rm", base)
     assert client.image_status(pulled) is not None  # the image is still listed
@@ -416,19 +465,32 @@ def test_permission_denied_names_the_group(ctd: Containerd) -> None:
     # Our interpreter lives under /root, out of nobody's reach; the check needs only stdlib.
     probe = subprocess.run(
         [str(system_python), "-c", "import sys; print(sys.version_info >= (3, 11))"],
-        capture_output=True, text=True, check=False)
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if probe.stdout.strip() != "True":
         pytest.skip("needs a system python >= 3.11 to run crossfetch as nobody")
     os.chmod(ctd.socket.parent, 0o711)  # traversable like /run/containerd, socket stays 0660
     src = Path(__file__).resolve().parents[2] / "src"
-    code = ("from crossfetch.cri import RuntimeClient, RuntimeUnavailable\n"
-            "try:\n"
-            f"    RuntimeClient({ctd.endpoint!r}).version()\n"
-            "except RuntimeUnavailable as e:\n"
-            "    print(e.cause); print(e.fix)\n")
-    r = subprocess.run([str(system_python), "-c", code], capture_output=True, text=True,
-                       user=65534, group=65534, extra_groups=[], env={"PYTHONPATH": str(src)},
-                       check=False, timeout=60)
+    code = (
+        "from crossfetch.cri import RuntimeClient, RuntimeUnavailable\n"
+        "try:\n"
+        f"    RuntimeClient({ctd.endpoint!r}).version()\n"
+        "except RuntimeUnavailable as e:\n"
+        "    print(e.cause); print(e.fix)\n"
+    )
+    r = subprocess.run(
+        [str(system_python), "-c", code],
+        capture_output=True,
+        text=True,
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        env={"PYTHONPATH": str(src)},
+        check=False,
+        timeout=60,
+    )
     lines = r.stdout.splitlines()
     assert lines and lines[0] == "permission-denied", r.stderr
     assert "supplementalGroups: [0]" in r.stdout
@@ -439,18 +501,22 @@ def test_permission_denied_names_the_group(ctd: Containerd) -> None:
 
 def test_importing_the_package_does_not_import_grpc() -> None:
     code = "import sys, crossfetch.cri; print('grpc' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "False"
 
 
-@pytest.mark.parametrize(("ref", "name"), [
-    ("127.0.0.1:5000/fns/x:v1", "127.0.0.1:5000/fns/x:v1"),
-    ("127.0.0.1:5000/fns/x", "127.0.0.1:5000/fns/x:latest"),
-    ("127.0.0.1:5000/fns/x:v1@sha256:" + "a" * 64, "127.0.0.1:5000/fns/x@sha256:" + "a" * 64),
-    ("nginx", "docker.io/library/nginx:latest"),
-    ("index.docker.io/org/fn:v2", "docker.io/org/fn:v2"),
-])
+@pytest.mark.parametrize(
+    ("ref", "name"),
+    [
+        ("127.0.0.1:5000/fns/x:v1", "127.0.0.1:5000/fns/x:v1"),
+        ("127.0.0.1:5000/fns/x", "127.0.0.1:5000/fns/x:latest"),
+        ("127.0.0.1:5000/fns/x:v1@sha256:" + "a" * 64, "127.0.0.1:5000/fns/x@sha256:" + "a" * 64),
+        ("nginx", "docker.io/library/nginx:latest"),
+        ("index.docker.io/org/fn:v2", "docker.io/org/fn:v2"),
+    ],
+)
 def test_containerd_record_names(ref: str, name: str) -> None:
     from crossfetch.cri import containerd_name
 

@@ -52,8 +52,11 @@ def overlayfs_works() -> bool:
         for sub in ("lower", "upper", "work", "merged"):
             (d / sub).mkdir()
         opts = f"lowerdir={d}/lower,upperdir={d}/upper,workdir={d}/work"
-        r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(d / "merged")],
-                           capture_output=True, check=False)
+        r = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", opts, str(d / "merged")],
+            capture_output=True,
+            check=False,
+        )
         if r.returncode != 0:
             return False
         subprocess.run(["umount", str(d / "merged")], capture_output=True, check=False)
@@ -80,8 +83,12 @@ def write_hosts_toml(
         server = f"{'http' if plain_http else 'https'}://{server}"
     d = hosts_dir / host
     d.mkdir(parents=True, exist_ok=True)
-    lines = [f'server = "{server}"', "", f'[host."{server}"]',
-             '  capabilities = ["pull", "resolve"]']
+    lines = [
+        f'server = "{server}"',
+        "",
+        f'[host."{server}"]',
+        '  capabilities = ["pull", "resolve"]',
+    ]
     if ca is not None:
         shutil.copyfile(ca, d / "ca.crt")
         lines.append(f'  ca = "{d / "ca.crt"}"')
@@ -112,8 +119,14 @@ class Containerd:
     plugin off the way Docker's packaging does (``disabled_plugins``).
     """
 
-    def __init__(self, workdir: Path, *, hosts_dir: Path | None = None,
-                 disable_cri: bool = False, snapshotter: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        hosts_dir: Path | None = None,
+        disable_cri: bool = False,
+        snapshotter: str | None = None,
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix="containerd-", dir=workdir))
         self.hosts_dir = hosts_dir if hosts_dir is not None else self.dir / "certs.d"
@@ -170,8 +183,11 @@ class Containerd:
         try:
             self._proc = subprocess.Popen(
                 [CONTAINERD_BINARY, "--config", str(self.config_path)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, "TMPDIR": str(self.dir)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "TMPDIR": str(self.dir)},
             )
         finally:
             log.close()
@@ -189,12 +205,14 @@ class Containerd:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 raise RuntimeError(
-                    f"containerd exited with {self._proc.returncode}:\n{self.log_text()[-4000:]}")
+                    f"containerd exited with {self._proc.returncode}:\n{self.log_text()[-4000:]}"
+                )
             if "successfully booted" in self.log_text() and self._connectable():
                 return
             time.sleep(0.05)
-        raise RuntimeError(f"containerd not ready after {START_TIMEOUT}s:\n"
-                           f"{self.log_text()[-4000:]}")
+        raise RuntimeError(
+            f"containerd not ready after {START_TIMEOUT}s:\n{self.log_text()[-4000:]}"
+        )
 
     def _connectable(self) -> bool:
         try:
@@ -213,8 +231,12 @@ class Containerd:
 
     def ctr(self, *args: str, namespace: str = "k8s.io") -> str:
         """Run ``ctr`` against this instance (for test setup such as deleting a blob)."""
-        r = subprocess.run([CTR_BINARY, "--address", str(self.socket), "--namespace",
-                            namespace, *args], capture_output=True, text=True, check=False)
+        r = subprocess.run(
+            [CTR_BINARY, "--address", str(self.socket), "--namespace", namespace, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if r.returncode != 0:
             raise RuntimeError(f"ctr {' '.join(args)} failed: {r.stderr.strip()}")
         return r.stdout
@@ -228,8 +250,12 @@ class Containerd:
     def __enter__(self) -> Containerd:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:

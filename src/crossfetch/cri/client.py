@@ -38,9 +38,9 @@ _MAX_MESSAGE = 16 * 1024 * 1024
 def socket_path(endpoint: str) -> str | None:
     """The filesystem path of a ``unix://`` endpoint (or of a bare path), else None."""
     if endpoint.startswith("unix://"):
-        return endpoint[len("unix://"):]
+        return endpoint[len("unix://") :]
     if endpoint.startswith("unix:"):
-        return endpoint[len("unix:"):]
+        return endpoint[len("unix:") :]
     if endpoint.startswith("/"):
         return endpoint
     return None
@@ -83,8 +83,12 @@ class RuntimeClient:
     def __enter__(self) -> RuntimeClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -102,9 +106,11 @@ class RuntimeClient:
 
             self._channel = grpc.insecure_channel(
                 self.endpoint,
-                options=[("grpc.max_receive_message_length", _MAX_MESSAGE),
-                         # The socket path is the authority; keep proxies out of it.
-                         ("grpc.enable_http_proxy", 0)],
+                options=[
+                    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+                    # The socket path is the authority; keep proxies out of it.
+                    ("grpc.enable_http_proxy", 0),
+                ],
             )
         return self._channel
 
@@ -135,8 +141,11 @@ class RuntimeClient:
         if not os.path.exists(path):
             raise RuntimeUnavailable(
                 f"cannot reach the container runtime: {path} does not exist",
-                url=self.endpoint, mode="cri", cause="socket-missing",
-                fix=hints.socket_missing_fix(path))
+                url=self.endpoint,
+                mode="cri",
+                cause="socket-missing",
+                fix=hints.socket_missing_fix(path),
+            )
         if not os.access(path, os.R_OK | os.W_OK):
             raise self._permission_error()
 
@@ -145,8 +154,11 @@ class RuntimeClient:
         return RuntimeUnavailable(
             f"permission denied connecting to the container runtime socket {path} "
             f"(running as uid {os.getuid()})",
-            url=self.endpoint, mode="cri", cause="permission-denied",
-            fix=hints.permission_fix(path))
+            url=self.endpoint,
+            mode="cri",
+            cause="permission-denied",
+            fix=hints.permission_fix(path),
+        )
 
     @property
     def _md(self) -> list[tuple[str, str]]:
@@ -163,25 +175,38 @@ class RuntimeClient:
                 return self._permission_error()
             if "no such file" in details.lower() and self.socket_path:
                 return RuntimeUnavailable(
-                    f"{attempted}: {self.socket_path} does not exist", url=self.endpoint,
-                    mode="cri", cause="socket-missing",
-                    fix=hints.socket_missing_fix(self.socket_path))
+                    f"{attempted}: {self.socket_path} does not exist",
+                    url=self.endpoint,
+                    mode="cri",
+                    cause="socket-missing",
+                    fix=hints.socket_missing_fix(self.socket_path),
+                )
             return RuntimeUnavailable(
                 f"{attempted}: the runtime at {self.endpoint} does not answer: {details}",
-                url=self.endpoint, mode="cri",
+                url=self.endpoint,
+                mode="cri",
                 fix="check the runtime is running (systemctl status containerd) and that "
-                "--runtime-endpoint names its gRPC socket")
+                "--runtime-endpoint names its gRPC socket",
+            )
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return RuntimeUnavailable(
                 f"{attempted}: no answer from {self.endpoint} within the timeout",
-                url=self.endpoint, mode="cri", cause="timeout",
-                fix="the runtime may be overloaded; retry, or raise --timeout")
+                url=self.endpoint,
+                mode="cri",
+                cause="timeout",
+                fix="the runtime may be overloaded; retry, or raise --timeout",
+            )
         name = code.name if code is not None else "UNKNOWN"
-        return CRIError(f"{attempted}: the runtime answered {name}: {details}",
-                        url=self.endpoint, mode="cri", detail={"grpc_code": name})
+        return CRIError(
+            f"{attempted}: the runtime answered {name}: {details}",
+            url=self.endpoint,
+            mode="cri",
+            detail={"grpc_code": name},
+        )
 
-    def _cri_call(self, stub: str, method: str, request: Any, attempted: str,
-                  timeout: float | None = None) -> Any:
+    def _cri_call(
+        self, stub: str, method: str, request: Any, attempted: str, timeout: float | None = None
+    ) -> Any:
         """Call a CRI method; UNIMPLEMENTED there means the CRI plugin is off."""
         import grpc
 
@@ -202,21 +227,29 @@ class RuntimeClient:
             return RuntimeUnavailable(
                 f"{attempted}: the endpoint {self.endpoint} does not serve the CRI v1 API "
                 f"({details}) and is not containerd either",
-                url=self.endpoint, mode="cri", cause="cri-disabled",
+                url=self.endpoint,
+                mode="cri",
+                cause="cri-disabled",
                 fix="point --runtime-endpoint at the node's CRI socket (containerd >= 1.5 or "
-                "CRI-O), or use --via direct")
+                "CRI-O), or use --via direct",
+            )
         return RuntimeUnavailable(
             f"{attempted}: containerd {v.version} answers at {self.endpoint} but its CRI "
             f"plugin does not ({details})",
-            url=self.endpoint, mode="cri", cause="cri-disabled", fix=hints.CRI_DISABLED_FIX,
-            detail={"containerd_version": v.version})
+            url=self.endpoint,
+            mode="cri",
+            cause="cri-disabled",
+            fix=hints.CRI_DISABLED_FIX,
+            detail={"containerd_version": v.version},
+        )
 
     def _ctrd_call(self, stub: str, method: str, request: Any, attempted: str) -> Any:
         import grpc
 
         try:
-            return getattr(self._stub(stub), method)(request, timeout=self.timeout,
-                                                     metadata=self._md)
+            return getattr(self._stub(stub), method)(
+                request, timeout=self.timeout, metadata=self._md
+            )
         except grpc.RpcError as e:
             raise self._ctrd_error(e, attempted) from None
 
@@ -227,9 +260,12 @@ class RuntimeClient:
             return RuntimeUnavailable(
                 f"{attempted}: the runtime at {self.endpoint} has no containerd "
                 f"{attempted.split()[0]} service ({e.details()})",
-                url=self.endpoint, mode="cri", cause="not-containerd",
+                url=self.endpoint,
+                mode="cri",
+                cause="not-containerd",
                 fix="reading images from the node needs containerd (CRI-O keeps them in "
-                "containers-storage); use --via direct")
+                "containers-storage); use --via direct",
+            )
         return self._error(e, attempted)
 
     # -- CRI -------------------------------------------------------------------------------
@@ -238,8 +274,9 @@ class RuntimeClient:
         self._connect()
         from .gen import cri_runtime_v1_pb2 as pb
 
-        r = self._cri_call("runtime", "Version", pb.VersionRequest(version=CRI_API_VERSION),
-                           "CRI Version")
+        r = self._cri_call(
+            "runtime", "Version", pb.VersionRequest(version=CRI_API_VERSION), "CRI Version"
+        )
         return RuntimeVersion(r.runtime_name, r.runtime_version, r.runtime_api_version)
 
     def image_status(self, ref: str) -> ImageRecord | None:
@@ -247,9 +284,12 @@ class RuntimeClient:
         self._connect()
         from .gen import cri_runtime_v1_pb2 as pb
 
-        r = self._cri_call("images", "ImageStatus",
-                           pb.ImageStatusRequest(image=pb.ImageSpec(image=ref)),
-                           f"CRI ImageStatus {ref}")
+        r = self._cri_call(
+            "images",
+            "ImageStatus",
+            pb.ImageStatusRequest(image=pb.ImageSpec(image=ref)),
+            f"CRI ImageStatus {ref}",
+        )
         if not r.HasField("image") or not r.image.id:
             return None
         img = r.image
@@ -268,10 +308,16 @@ class RuntimeClient:
 
         req = pb.PullImageRequest(image=pb.ImageSpec(image=ref))
         if auth is not None:
-            req.auth.CopyFrom(pb.AuthConfig(
-                username=auth.username, password=auth.password, auth=auth.auth,
-                server_address=_server_address(auth.server_address, ref),
-                identity_token=auth.identity_token, registry_token=auth.registry_token))
+            req.auth.CopyFrom(
+                pb.AuthConfig(
+                    username=auth.username,
+                    password=auth.password,
+                    auth=auth.auth,
+                    server_address=_server_address(auth.server_address, ref),
+                    identity_token=auth.identity_token,
+                    registry_token=auth.registry_token,
+                )
+            )
         try:
             r = self._stub("images").PullImage(req, timeout=self.pull_timeout)
         except grpc.RpcError as e:
@@ -282,9 +328,13 @@ class RuntimeClient:
             message = e.details() or str(e)
             registry = hints.parse_runtime_ref(ref).registry
             raise PullRefused(
-                f"the runtime refused to pull {ref}: {message}", url=self.endpoint, host=registry,
-                mode="cri", fix=hints.pull_refused_fix(registry, message),
-                detail={"runtime_message": message, "grpc_code": e.code().name}) from None
+                f"the runtime refused to pull {ref}: {message}",
+                url=self.endpoint,
+                host=registry,
+                mode="cri",
+                fix=hints.pull_refused_fix(registry, message),
+                detail={"runtime_message": message, "grpc_code": e.code().name},
+            ) from None
         return str(r.image_ref)
 
     def ensure(self, ref: str, auth: AuthConfig | None = None) -> EnsureResult:
@@ -297,8 +347,11 @@ class RuntimeClient:
         if have is None:
             raise ContentMissing(
                 f"the runtime reported pulling {ref} but does not list it afterwards",
-                url=self.endpoint, mode="cri", cause="image-not-present",
-                fix="another client may have removed it (image GC); retry")
+                url=self.endpoint,
+                mode="cri",
+                cause="image-not-present",
+                fix="another client may have removed it (image GC); retry",
+            )
         return EnsureResult(True, have)
 
     # -- containerd ------------------------------------------------------------------------
@@ -320,8 +373,9 @@ class RuntimeClient:
             name = names.pop(0)
             tried.append(name)
             try:
-                r = self._stub("ctrd_images").Get(pb.GetImageRequest(name=name),
-                                                  timeout=self.timeout, metadata=self._md)
+                r = self._stub("ctrd_images").Get(
+                    pb.GetImageRequest(name=name), timeout=self.timeout, metadata=self._md
+                )
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.NOT_FOUND:
                     raise self._ctrd_error(e, f"images Get {name}") from None
@@ -334,9 +388,12 @@ class RuntimeClient:
         raise ContentMissing(
             f"containerd (namespace {self.namespace}) has no image record for {ref} "
             f"(looked up: {', '.join(tried)})",
-            url=self.endpoint, mode="cri", cause="image-not-present",
+            url=self.endpoint,
+            mode="cri",
+            cause="image-not-present",
             fix=f"pull it through the runtime first (crictl pull {ref}, or crossfetch pull "
-            f"--via cri), and check --runtime-namespace (kubelet uses k8s.io)")
+            f"--via cri), and check --runtime-namespace (kubelet uses k8s.io)",
+        )
 
     def info(self, digest: str) -> ContentInfo:
         """containerd ``Content.Info``: size and labels of a blob."""
@@ -344,8 +401,9 @@ class RuntimeClient:
         from .gen import containerd_content_v1_pb2 as pb
 
         try:
-            r = self._ctrd_call("content", "Info", pb.InfoRequest(digest=digest),
-                                f"content Info {digest}")
+            r = self._ctrd_call(
+                "content", "Info", pb.InfoRequest(digest=digest), f"content Info {digest}"
+            )
         except CRIError as e:
             raise self._maybe_missing(e, digest) from None
         return ContentInfo(r.info.digest, r.info.size, dict(r.info.labels))
@@ -371,12 +429,20 @@ class RuntimeClient:
             for chunk in stream:
                 if base is None:
                     if chunk.offset not in (0, offset):
-                        raise CRIError(f"{attempted}: first chunk at offset {chunk.offset}, "
-                                       f"asked for {offset}", url=self.endpoint, mode="cri")
+                        raise CRIError(
+                            f"{attempted}: first chunk at offset {chunk.offset}, "
+                            f"asked for {offset}",
+                            url=self.endpoint,
+                            mode="cri",
+                        )
                     base = chunk.offset
                 if chunk.offset - base != pos:
-                    raise CRIError(f"{attempted}: chunk at offset {chunk.offset} where "
-                                   f"{base + pos} was expected", url=self.endpoint, mode="cri")
+                    raise CRIError(
+                        f"{attempted}: chunk at offset {chunk.offset} where "
+                        f"{base + pos} was expected",
+                        url=self.endpoint,
+                        mode="cri",
+                    )
                 pos += len(chunk.data)
                 if chunk.data:
                     yield bytes(chunk.data)
@@ -385,13 +451,18 @@ class RuntimeClient:
         finally:
             stream.cancel()
         if size and pos != size:
-            raise CRIError(f"{attempted}: got {pos} bytes, asked for {size}",
-                           url=self.endpoint, mode="cri")
+            raise CRIError(
+                f"{attempted}: got {pos} bytes, asked for {size}", url=self.endpoint, mode="cri"
+            )
 
     def _maybe_missing(self, e: CRIError, digest: str) -> CRIError:
         if e.detail.get("grpc_code") == "NOT_FOUND":
             return ContentMissing(
                 f"containerd (namespace {self.namespace}) has no blob {digest}",
-                url=self.endpoint, mode="cri", cause="layer-missing",
-                fix=hints.layer_missing_fix(None), detail={"digest": digest})
+                url=self.endpoint,
+                mode="cri",
+                cause="layer-missing",
+                fix=hints.layer_missing_fix(None),
+                detail={"digest": digest},
+            )
         return e

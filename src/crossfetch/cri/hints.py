@@ -57,23 +57,39 @@ def pull_refused_fix(registry: str, message: str) -> str:
     """The fix for a pull the runtime refused, chosen from the runtime's own message."""
     low = message.lower()
     if "server gave http response to https client" in low:
-        why = (f"the registry {registry} speaks plain HTTP and the node only tries HTTPS; "
-               "if plain HTTP is intended, allow it for this registry on the node")
+        why = (
+            f"the registry {registry} speaks plain HTTP and the node only tries HTTPS; "
+            "if plain HTTP is intended, allow it for this registry on the node"
+        )
         snippet = hosts_toml_snippet(registry, plain_http=True)
     elif "400 bad request" in low and _is_loopback(registry):
         # containerd speaks plain HTTP to loopback registries that have no hosts.toml, and a
         # TLS registry answers that with 400.
-        why = (f"containerd sends plain HTTP to the loopback registry {registry} unless a "
-               "hosts.toml says https; if the registry speaks TLS, declare it")
+        why = (
+            f"containerd sends plain HTTP to the loopback registry {registry} unless a "
+            "hosts.toml says https; if the registry speaks TLS, declare it"
+        )
         snippet = hosts_toml_snippet(registry, ca=True)
     elif "x509" in low or "certificate" in low or "tls:" in low:
-        why = (f"the node does not trust the certificate of {registry}; put the registry's CA "
-               "next to a hosts.toml that names it")
+        why = (
+            f"the node does not trust the certificate of {registry}; put the registry's CA "
+            "next to a hosts.toml that names it"
+        )
         snippet = hosts_toml_snippet(registry, ca=True)
-    elif any(s in low for s in ("401 unauthorized", "unauthorized", "authorization failed",
-                                "403 forbidden", "denied")):
-        return (f"the registry {registry} wants credentials: pass them (a pull secret, "
-                "--creds, or a docker config.json entry) so they reach the runtime as AuthConfig")
+    elif any(
+        s in low
+        for s in (
+            "401 unauthorized",
+            "unauthorized",
+            "authorization failed",
+            "403 forbidden",
+            "denied",
+        )
+    ):
+        return (
+            f"the registry {registry} wants credentials: pass them (a pull secret, "
+            "--creds, or a docker config.json entry) so they reach the runtime as AuthConfig"
+        )
     elif "not found" in low:
         return "check the repository and tag exist in the registry (skopeo inspect docker://REF)"
     else:
@@ -84,7 +100,7 @@ def pull_refused_fix(registry: str, message: str) -> str:
 
 def _is_loopback(registry: str) -> bool:
     if registry.startswith("["):
-        host = registry[1:registry.find("]")]
+        host = registry[1 : registry.find("]")]
     else:
         host = registry.partition(":")[0]
     if host == "localhost":
@@ -121,7 +137,7 @@ def permission_fix(path: str) -> str:
 
 
 CRI_DISABLED_FIX = (
-    'containerd\'s config (/etc/containerd/config.toml) disables the CRI plugin, typically with '
+    "containerd's config (/etc/containerd/config.toml) disables the CRI plugin, typically with "
     'disabled_plugins = ["cri"] (the default of Docker\'s containerd.io package): remove "cri" '
     "from that list and restart containerd (systemctl restart containerd); or use --via direct"
 )

@@ -41,10 +41,17 @@ class RuntimeBlobSource:
         if size > MAX_MANIFEST_BYTES:
             raise LimitExceeded(
                 f"manifest {digest} of {self.ref.name} is {size} bytes, above the "
-                f"{MAX_MANIFEST_BYTES} cap", url=self.client.endpoint, mode="cri")
+                f"{MAX_MANIFEST_BYTES} cap",
+                url=self.client.endpoint,
+                mode="cri",
+            )
         raw = b"".join(self._read(digest))
-        verify_bytes(raw, digest, f"manifest {digest} from the runtime's content store",
-                     url=self.client.endpoint)
+        verify_bytes(
+            raw,
+            digest,
+            f"manifest {digest} from the runtime's content store",
+            url=self.client.endpoint,
+        )
         # The content store keeps no media type: the document's own field is authoritative.
         try:
             doc = json.loads(raw)
@@ -74,5 +81,9 @@ class RuntimeBlobSource:
         ref = str(self.ref)
         return ContentMissing(
             f"{ref} is in the runtime but {e.detail.get('digest', 'a blob')} is not: {e.message}",
-            url=e.url, mode="cri", cause=e.cause, fix=hints.layer_missing_fix(ref),
-            detail=e.detail)
+            url=e.url,
+            mode="cri",
+            cause=e.cause,
+            fix=hints.layer_missing_fix(ref),
+            detail=e.detail,
+        )
