@@ -147,9 +147,10 @@ def _dependency(i: int, d: Any) -> Dependency:
         raise PackageError(f"{where}.version is {version!r}, not a string",
                            fix="quote the version constraint, e.g. version: \">=v1.2.0\"")
     version = version or ""
-    new = [d.get(k) for k in ("apiVersion", "kind", "package")]
-    if all(isinstance(v, str) and v for v in new) and version:
-        return Dependency(new[0], new[1], new[2], version, "new")
+    api, kind, pkg = (d.get(k) for k in ("apiVersion", "kind", "package"))
+    if (isinstance(api, str) and isinstance(kind, str) and isinstance(pkg, str)
+            and api and kind and pkg and version):
+        return Dependency(api, kind, pkg, version, "new")
     legacy = [k for k in LEGACY_KEYS if isinstance(d.get(k), str) and d.get(k)]
     if len(legacy) > 1:
         raise PackageError(f"{where} names more than one of {', '.join(legacy)}",
@@ -391,7 +392,7 @@ def parse_package_stream(data: bytes | BinaryIO, *, full: bool = False,
     counts: dict[str, int] = {}
     meta: Any = None
     try:
-        docs = yaml.load_all(text, Loader=_Loader)  # noqa: S506 - the safe C loader
+        docs = yaml.load_all(text, Loader=_Loader)
         for i, doc in enumerate(docs):
             if doc is None:
                 continue
