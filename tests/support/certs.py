@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SERVER_NAMES = ("127.0.0.1", "::1", "localhost", "*.localhost", "registry.test")
+# 127.0.0.2 lets a BlobMirror on a second loopback address present the same trusted cert.
+SERVER_NAMES = ("127.0.0.1", "::1", "localhost", "*.localhost", "registry.test", "127.0.0.2")
 
 
 @dataclass(frozen=True)
