@@ -178,11 +178,11 @@ def is_meta_api_version(api_version: str) -> bool:
     return api_version.startswith(META_GROUP + "/")
 
 
-def package_from_meta(doc: Any, objects: dict[str, int], size: int, sha256: str) -> Package:
-    """Validate the meta object ``doc`` and build the :class:`Package`."""
+def _meta_identity_check(doc: Any) -> tuple[str, str]:
     api, kind = _meta_identity(doc)
     if not is_meta_api_version(api):
-        found = f"apiVersion {api!r}, kind {kind!r}" if api or kind else f"{kind or 'nothing'}"
+        found = (f"apiVersion {api!r}, kind {kind!r}" if isinstance(doc, dict)
+                 else f"a YAML {type(doc).__name__}")
         raise PackageError(
             f"the first object in package.yaml is not a Crossplane package meta object "
             f"(found {found}; expected group {META_GROUP})", cause="no-meta-object",
@@ -194,6 +194,12 @@ def package_from_meta(doc: Any, objects: dict[str, int], size: int, sha256: str)
         raise PackageError(f"unknown package meta type {api} {kind!r} (known: {known})",
                            cause="unknown-meta-kind",
                            fix="use a meta kind and version Crossplane understands")
+    return api, kind
+
+
+def package_from_meta(doc: Any, objects: dict[str, int], size: int, sha256: str) -> Package:
+    """Validate the meta object ``doc`` and build the :class:`Package`."""
+    api, kind = _meta_identity_check(doc)
     metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
     xp = spec.get("crossplane")
@@ -335,6 +341,9 @@ class PackageScanner:
                 if self._api is None:
                     self._api = _clean_value(api)
                     if is_meta_api_version(self._api):
+                        # A misplaced meta object is reported as such, not as a second one.
+                        assert self._first is not None
+                        _meta_identity_check(load_safe(self._first))
                         raise _more_than_one_meta(self._api, self._kind or "")
             else:
                 self._end_document()

@@ -1,0 +1,268 @@
+"""package.yaml parsing: the fast scanner, meta validation, dependsOn forms, YAML safety."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crossfetch.errors import LimitExceeded, PackageError
+from crossfetch.xpkg import PackageScanner, parse_package_stream
+
+TESTDATA = Path("/work/shared/testdata")
+
+
+def read(rel: str) -> str:
+    return (TESTDATA / rel).read_text()
+
+
+def stream(meta: str, objects: list[str]) -> bytes:
+    """The package.yaml layout: ``---`` + each document."""
+    docs = []
+    for d in [meta, *objects]:
+        d = d.removeprefix("---\n")
+        docs.append("---\n" + (d if d.endswith("\n") else d + "\n"))
+    return "".join(docs).encode()
+
+
+CRDS = sorted((TESTDATA / "provider-kubernetes/crds").iterdir())
+PROVIDER = stream(read("provider-kubernetes/crossplane.yaml"), [p.read_text() for p in CRDS])
+FUNCTION = stream(read("function-patch-and-transform/crossplane.yaml"),
+                  [read("function-patch-and-transform/input/pt.fn.crossplane.io_resources.yaml")])
+COMPOSITION = """apiVersion: apiextensions.crossplane.io/v1
+kind: Composition
+metadata:
+  name: xnetworks
+spec:
+  compositeTypeRef: {apiVersion: aws.platform.upbound.io/v1alpha1, kind: XNetwork}
+"""
+XRD = """apiVersion: apiextensions.crossplane.io/v1
+kind: CompositeResourceDefinition
+metadata:
+  name: xnetworks.aws.platform.upbound.io
+"""
+CONFIG = stream(read("configuration-aws-network/crossplane.yaml"), [XRD, COMPOSITION])
+
+
+def scan(data: bytes, pieces: list[int] | None = None):  # type: ignore[no-untyped-def]
+    s = PackageScanner()
+    if pieces is None:
+        s.feed(data)
+    else:
+        pos = 0
+        for cut in sorted(pieces):
+            s.feed(data[pos:cut])
+            pos = cut
+        s.feed(data[pos:])
+    return s.finish()
+
+
+def test_provider_kubernetes_stream() -> None:
+    pkg = scan(PROVIDER)
+    assert (pkg.api_version, pkg.kind, pkg.name) == (
+        "meta.pkg.crossplane.io/v1", "Provider", "provider-kubernetes")
+    assert pkg.objects == {"CustomResourceDefinition": 9}
+    assert pkg.size == len(PROVIDER)
+    assert pkg.sha256 == hashlib.sha256(PROVIDER).hexdigest()
+    assert pkg.annotations["meta.crossplane.io/license"] == "Apache-2.0"
+    assert pkg.crossplane is None and pkg.depends_on == []
+    d = pkg.to_dict()
+    assert d["packageDigest"] == "sha256:" + pkg.sha256
+    assert set(d) == {"apiVersion", "kind", "name", "crossplane", "dependsOn", "objects",
+                      "annotations", "size", "packageDigest"}
+
+
+def test_function_v1beta1_meta_and_full_parse_agree() -> None:
+    fast = scan(FUNCTION)
+    full = parse_package_stream(io.BytesIO(FUNCTION), full=True)
+    assert fast.kind == "Function" and fast.objects == {"CustomResourceDefinition": 1}
+    assert fast.to_dict() == full.to_dict()
+
+
+def test_legacy_dependencies_and_crossplane_constraint() -> None:
+    pkg = parse_package_stream(CONFIG)
+    assert pkg.crossplane == ">=v1.14.1-0"
+    assert pkg.objects == {"CompositeResourceDefinition": 1, "Composition": 1}
+    first, fn = pkg.depends_on[0], pkg.depends_on[1]
+    assert (first.api_version, first.kind, first.package, first.version, first.form) == (
+        "pkg.crossplane.io/v1", "Provider", "xpkg.upbound.io/upbound/provider-aws-ec2", "v1",
+        "legacy")
+    assert first.to_dict()["provider"] == "xpkg.upbound.io/upbound/provider-aws-ec2"
+    assert fn.kind == "Function" and fn.legacy_key == "function"
+    assert fn.to_dict() == {"apiVersion": "pkg.crossplane.io/v1", "kind": "Function",
+                            "package": "xpkg.upbound.io/crossplane-contrib/function-auto-ready",
+                            "version": "v0.4.2", "form": "legacy",
+                            "function": "xpkg.upbound.io/crossplane-contrib/function-auto-ready"}
+
+
+def test_new_form_dependency_wins_when_all_four_are_set() -> None:
+    meta = """apiVersion: meta.pkg.crossplane.io/v1
+kind: Configuration
+metadata: {name: c}
+spec:
+  dependsOn:
+  - apiVersion: pkg.crossplane.io/v1beta1
+    kind: Function
+    package: xpkg.crossplane.io/crossplane-contrib/function-auto-ready
+    version: ">=v0.2.0"
+    provider: xpkg.crossplane.io/ignored/legacy
+  - apiVersion: pkg.crossplane.io/v1
+    kind: Provider
+    package: xpkg.crossplane.io/crossplane-contrib/provider-helm
+    version: sha256:0000000000000000000000000000000000000000000000000000000000000000
+"""
+    deps = parse_package_stream(stream(meta, [])).depends_on
+    assert [(d.api_version, d.kind, d.form) for d in deps] == [
+        ("pkg.crossplane.io/v1beta1", "Function", "new"),
+        ("pkg.crossplane.io/v1", "Provider", "new")]
+    assert deps[0].package.endswith("function-auto-ready") and deps[0].legacy_key is None
+    assert "provider" not in deps[0].to_dict()
+    assert deps[1].version.startswith("sha256:")
+
+
+@pytest.mark.parametrize("dep, match", [
+    ("{provider: a/b, function: c/d, version: v1}", "more than one"),
+    ("{version: v1}", "names no package"),
+    ("{provider: a/b, version: 1.10}", "not a string"),
+])
+def test_bad_dependencies_are_refused(dep: str, match: str) -> None:
+    meta = f"apiVersion: meta.pkg.crossplane.io/v1\nkind: Configuration\nmetadata: {{name: c}}\n" \
+           f"spec:\n  dependsOn:\n  - {dep}\n"
+    with pytest.raises(PackageError, match=match):
+        parse_package_stream(stream(meta, []))
+
+
+def test_more_than_one_meta_object_is_refused() -> None:
+    data = stream(read("function-auto-ready/crossplane.yaml"),
+                  [XRD, read("function-go-templating/crossplane.yaml")])
+    for full in (False, True):
+        with pytest.raises(PackageError, match="more than one meta object") as e:
+            parse_package_stream(data, full=full)
+        assert e.value.cause == "multiple-meta-objects"
+
+
+def test_first_document_not_meta_is_refused_naming_what_was_found() -> None:
+    data = stream(XRD, [read("function-auto-ready/crossplane.yaml")])
+    with pytest.raises(PackageError, match="CompositeResourceDefinition") as e:
+        scan(data)
+    assert e.value.cause == "no-meta-object"
+
+
+@pytest.mark.parametrize("api, kind", [
+    ("meta.pkg.crossplane.io/v1alpha1", "Function"),
+    ("meta.pkg.crossplane.io/v1beta1", "Provider"),
+    ("meta.pkg.crossplane.io/v2", "Configuration"),
+    ("meta.pkg.crossplane.io/v1", "Composition"),
+])
+def test_unknown_meta_kind_or_version_is_refused(api: str, kind: str) -> None:
+    with pytest.raises(PackageError, match="unknown package meta type") as e:
+        scan(stream(f"apiVersion: {api}\nkind: {kind}\nmetadata: {{name: x}}\n", []))
+    assert e.value.cause == "unknown-meta-kind"
+
+
+@pytest.mark.parametrize("api, kind", [
+    ("meta.pkg.crossplane.io/v1", "Provider"), ("meta.pkg.crossplane.io/v1", "Configuration"),
+    ("meta.pkg.crossplane.io/v1", "Function"), ("meta.pkg.crossplane.io/v1alpha1", "Provider"),
+    ("meta.pkg.crossplane.io/v1alpha1", "Configuration"),
+    ("meta.pkg.crossplane.io/v1beta1", "Function"),
+])
+def test_every_known_meta_type_is_accepted(api: str, kind: str) -> None:
+    pkg = scan(stream(f"apiVersion: {api}\nkind: {kind}\nmetadata: {{name: x}}\n", []))
+    assert (pkg.api_version, pkg.kind, pkg.name) == (api, kind, "x")
+
+
+def test_empty_documents_separator_content_and_document_end_markers() -> None:
+    data = (b"# leading comment\n---\n---\n# only a comment\n--- \n"
+            + read("function-auto-ready/crossplane.yaml").removeprefix("---\n").encode()
+            + b"...\n--- # an XRD follows\n" + XRD.encode()
+            + b"---\n\n---\nkind: 'Composition' # quoted, commented\napiVersion: x/v1\n"
+            + b"spec:\n  kind: NotTopLevel\n"
+            + b"---\napiVersion: v1\nkind: ConfigMap\n...\n")
+    fast = scan(data)
+    assert fast.name == "function-auto-ready"
+    assert fast.objects == {"CompositeResourceDefinition": 1, "Composition": 1, "ConfigMap": 1}
+    assert parse_package_stream(data, full=True).objects == fast.objects
+
+
+def test_empty_stream_is_refused() -> None:
+    with pytest.raises(PackageError, match="no objects"):
+        scan(b"---\n# nothing\n---\n")
+
+
+def test_billion_laughs_is_refused_before_loading() -> None:
+    lines = ["apiVersion: meta.pkg.crossplane.io/v1", "kind: Function",
+             "metadata: {name: lol}", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol"]']
+    prev = "a"
+    for name in "bcdefghijk":
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+        prev = name
+    with pytest.raises(LimitExceeded, match="aliases") as e:
+        scan(stream("\n".join(lines), []))
+    assert e.value.cause == "yaml-aliases"
+
+
+def test_alias_bomb_in_a_later_document_is_refused_by_full_parse() -> None:
+    bomb = "apiVersion: v1\nkind: ConfigMap\na: &a [x]\nb: [" + ",".join(["*a"] * 65) + "]\n"
+    data = stream(read("function-auto-ready/crossplane.yaml"), [bomb])
+    assert scan(data).objects == {"ConfigMap": 1}  # the fast path never loads it
+    with pytest.raises(LimitExceeded):
+        parse_package_stream(data, full=True)
+
+
+def test_full_parse_requires_apiversion_and_kind() -> None:
+    data = stream(read("function-auto-ready/crossplane.yaml"), ["metadata: {name: x}\n"])
+    with pytest.raises(PackageError, match="lacks apiVersion or kind"):
+        parse_package_stream(data, full=True)
+
+
+def test_caps_on_stream_and_meta_size() -> None:
+    with pytest.raises(LimitExceeded) as e:
+        parse_package_stream(PROVIDER, max_bytes=len(PROVIDER) - 1)
+    assert e.value.cause == "package-too-large"
+    s = PackageScanner(max_meta_bytes=1000)
+    with pytest.raises(LimitExceeded, match="first document"):
+        s.feed(b"---\n" + read("provider-kubernetes/crossplane.yaml").encode() * 3)
+
+
+def test_long_lines_without_newlines_keep_memory_bounded() -> None:
+    s = PackageScanner()
+    s.feed(stream(read("function-auto-ready/crossplane.yaml"), [XRD]))
+    s.feed(b"---\nkind: Big\nblob: " + b"x" * 50_000)
+    for _ in range(50):
+        s.feed(b"y" * 100_000)
+    assert len(s._tail) <= 4096  # the unfinished line is cut, not accumulated
+    s.feed(b"\n")
+    assert s.finish().objects == {"CompositeResourceDefinition": 1, "Big": 1}
+
+
+# --- chunk-boundary robustness --------------------------------------------------------------
+
+TRICKY = stream(read("configuration-aws-network/crossplane.yaml"), [
+    XRD, COMPOSITION, "\n", "# c\n", "kind: A\napiVersion: x/v1\n",
+    "apiVersion: y/v1\nkind:  B  \n...\n"]) + b"--- \n---\nkind: C\n"
+EXPECTED = {stream_: scan(stream_).to_dict() for stream_ in (PROVIDER, CONFIG, TRICKY)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(which=st.sampled_from(sorted(EXPECTED)), data=st.data())
+def test_any_split_of_the_stream_gives_the_same_package(which: bytes, data: st.DataObject) -> None:
+    cuts = data.draw(st.lists(st.integers(0, len(which)), max_size=40))
+    assert scan(which, cuts).to_dict() == EXPECTED[which]
+
+
+@settings(max_examples=100, deadline=None)
+@given(cuts=st.lists(st.integers(0, len(TRICKY)), max_size=len(TRICKY) // 50))
+def test_byte_by_byte_regions_of_a_tricky_stream(cuts: list[int]) -> None:
+    assert scan(TRICKY, cuts).objects == {"CompositeResourceDefinition": 1, "Composition": 1,
+                                          "A": 1, "B": 1, "C": 1}
+
+
+def test_one_byte_chunks() -> None:
+    s = PackageScanner()
+    for i in range(len(TRICKY)):
+        s.feed(TRICKY[i:i + 1])
+    assert s.finish().to_dict() == EXPECTED[TRICKY]
