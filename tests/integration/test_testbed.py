@@ -212,6 +212,27 @@ def test_big_provider(big_package: PushedPackage, http_registry: Registry) -> No
     assert raw == built.manifest
 
 
+def test_skopeo_push_plain_http_and_with_creds_and_ca_file(
+    testbed_dir: Path,
+    http_registry: Registry,
+    basic_auth_registry: Registry,
+    registry_credentials: tuple[str, str],
+    pki: PKI,
+) -> None:
+    built = pk.configuration(testbed_dir / "layouts" / "configuration")
+    src = f"oci:{built.layout}:{built.tag}"
+    skopeo_push(src, http_registry.ref("pushtest/plain:v1"), tls_verify=False)
+    assert (
+        skopeo_raw(http_registry.ref("pushtest/plain:v1"), "--tls-verify=false") == built.manifest
+    )
+    user, password = registry_credentials
+    dest = basic_auth_registry.ref("pushtest/auth:v1")
+    skopeo_push(src, dest, cert_dir=pki.ca_cert, creds=f"{user}:{password}")
+    with pytest.raises(PushError, match=r"(?i)unauthorized|authentication required"):
+        skopeo_push(src, basic_auth_registry.ref("pushtest/anon:v1"), cert_dir=pki.ca_cert)
+    assert [e.status for e in basic_auth_registry.requests() if e.method == "PUT"][-1] == 201
+
+
 def test_skopeo_push_reports_its_error(http_registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(PushError, match="skopeo copy"):
         skopeo_push(f"oci:{tmp_path}:nope", http_registry.ref("x/y:v1"), tls_verify=False)
@@ -408,6 +429,7 @@ def test_token_registry_user_can_push_and_refresh(
 
 def test_mtls_registry_requires_client_cert(mtls_registry: Registry, pki: PKI) -> None:
     url = f"{mtls_registry.url}/v2/"
+    mark = mtls_registry.mark()
     code, status = curl("--cacert", str(pki.ca_cert), url)
     assert code != 0 and status == "000"
     with_cert = curl(
@@ -420,7 +442,7 @@ def test_mtls_registry_requires_client_cert(mtls_registry: Registry, pki: PKI) -
         url,
     )
     assert with_cert == (0, "200")
-    assert [(e.method, e.status) for e in mtls_registry.requests()] == [("GET", 200)]
+    assert [(e.method, e.status) for e in mtls_registry.requests(mark)] == [("GET", 200)]
 
 
 # -- fault proxy -----------------------------------------------------------------------------

@@ -71,7 +71,8 @@ class _ProxyHandler(BaseHandler):
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for k, v in self.headers.items():
                 lk = k.lower()
-                if lk in HOP_BY_HOP or lk == "content-length":
+                # The body is already read (and 100-continue answered), so no Expect upstream.
+                if lk in HOP_BY_HOP or lk in ("content-length", "expect"):
                     continue
                 if lk == "authorization" and proxy.strip_authorization:
                     continue
