@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .cache import Cache, CacheEntry, variant_name
 from .errors import CacheMiss, DigestMismatch, PolicyRefused
-from .oci import Descriptor, Index, Manifest, Platform, parse_manifest
+from .oci import BlobSource, Descriptor, Index, Manifest, Platform, parse_manifest
 from .policy.model import Decision, Endpoint
 from .policy.resolver import Policy
 from .reference import Reference
@@ -127,6 +127,9 @@ class Client:
         timeout: float | None = None,
         retries: int = 3,
         progress: Progress | None = None,
+        via: str = "direct",
+        runtime_endpoint: str | None = None,
+        runtime_namespace: str | None = None,
     ) -> None:
         self.policy = policy or Policy()
         self.cache = cache or Cache()
@@ -140,6 +143,13 @@ class Client:
             transport = Transport(timeouts=t, retries=retries)
         self.transport = transport
         self.progress = progress
+        if via not in ("direct", "cri"):
+            from .errors import UsageError
+
+            raise UsageError(f"unknown pull path {via!r}: use direct or cri")
+        self.via = via
+        self.runtime_endpoint = runtime_endpoint
+        self.runtime_namespace = runtime_namespace
 
     def __enter__(self) -> Client:
         return self
@@ -211,6 +221,8 @@ class Client:
         return result
 
     def _pull(self, decision: Decision) -> PullResult:
+        if self.via == "cri":
+            return self._pull_via_runtime(decision)
         resolved = decision.resolved
         rc: RegistryClient | None = None
         if resolved.digest:
@@ -237,7 +249,49 @@ class Client:
             raise CacheMiss(f"{resolved} ({top}) is not in the cache and the pull policy is Never",
                             fix="pull it with --pull-policy IfNotPresent first")
         rc = rc or self.registry(decision)
-        return self._fetch(decision, rc, top)
+        return self._fetch(decision, _ProgressSource(rc, self._bar), top,
+                           lambda: rc.last_endpoint.url if rc.last_endpoint else None)
+
+    def runtime(self) -> Any:
+        """A :class:`crossfetch.cri.RuntimeClient` for ``runtime_endpoint``."""
+        from .cri import DEFAULT_ENDPOINT, DEFAULT_NAMESPACE, RuntimeClient
+
+        return RuntimeClient(self.runtime_endpoint or DEFAULT_ENDPOINT,
+                             namespace=self.runtime_namespace or DEFAULT_NAMESPACE)
+
+    def _pull_via_runtime(self, decision: Decision) -> PullResult:
+        """The kubelet path: the node's runtime pulls (with our credentials as CRI
+        ``AuthConfig``), and the package is read from its content store."""
+        from .cri import AuthConfig, RuntimeBlobSource
+
+        resolved = decision.resolved
+        ref = str(resolved)
+        auth = None
+        keychain = decision.auth.keychain
+        cred = keychain.resolve(resolved.registry) if keychain else None
+        if cred is not None:
+            auth = AuthConfig(username=cred.username or "", password=cred.password or "",
+                              identity_token=cred.identity_token or "",
+                              registry_token=cred.registry_token or "",
+                              server_address=f"https://{resolved.registry}")
+        with self.runtime() as rt:
+            ensured = rt.ensure(ref, auth)
+            source = RuntimeBlobSource(rt, ref)
+            top = resolved.digest or source.fetch_manifest(resolved.identifier)[2]
+            if self.pull_policy is not PullPolicy.ALWAYS:
+                entry = self.cache.lookup(top, self.platform)
+                if entry is not None:
+                    try:
+                        result = self._from_cache(decision, top, entry)
+                    except DigestMismatch:
+                        self.cache.remove(entry)
+                    else:
+                        result.extra.update(via="cri", runtimePulled=ensured.pulled)
+                        return result
+            endpoint = rt.endpoint
+            result = self._fetch(decision, source, top, lambda: endpoint)
+        result.extra.update(via="cri", runtimePulled=ensured.pulled)
+        return result
 
     def _from_cache(self, decision: Decision, top: str, entry: CacheEntry) -> PullResult:
         from .xpkg.meta import PackageScanner
@@ -249,14 +303,15 @@ class Client:
                           meta.get("platform"), pkg, entry.package_path, cached=True,
                           base_layer=meta.get("baseLayer"), endpoint=None)
 
-    def _fetch(self, decision: Decision, rc: RegistryClient, top: str) -> PullResult:
-        raw, mt, digest = rc.fetch_manifest(top)
+    def _fetch(self, decision: Decision, source: BlobSource, top: str,
+               endpoint: Callable[[], str | None]) -> PullResult:
+        raw, mt, digest = source.fetch_manifest(top)
         parsed = parse_manifest(raw, mt, digest)
         platform = None
         if isinstance(parsed, Index):
             choice = parsed.select(self.platform)
             platform = str(choice.platform) if choice.platform else self.platform
-            raw, mt, digest = rc.fetch_manifest(choice.digest)
+            raw, mt, digest = source.fetch_manifest(choice.digest)
             parsed = parse_manifest(raw, mt, digest)
             if isinstance(parsed, Index):
                 from .errors import PackageError
@@ -265,7 +320,7 @@ class Client:
         assert isinstance(parsed, Manifest)
         pending = self.cache.begin()
         try:
-            pkg, base = self._read_package(rc, parsed, pending.package_path)
+            pkg, base = self._read_package(source, parsed, pending.package_path)
             meta = {"reference": str(decision.reference), "resolved": str(decision.resolved),
                     "manifestDigest": parsed.digest, "mediaType": parsed.media_type,
                     "platform": platform, "packageSha256": pkg.sha256.split(":")[-1],
@@ -276,16 +331,14 @@ class Client:
             raise
         if not decision.resolved.digest:
             self.cache.remember_tag(str(decision.resolved), top)
-        ep = rc.last_endpoint.url if rc.last_endpoint else None
         return PullResult(decision.reference, decision.resolved, top, parsed.digest,
                           parsed.media_type, platform, pkg, entry.package_path, cached=False,
-                          base_layer=base, endpoint=ep)
+                          base_layer=base, endpoint=endpoint())
 
-    def _read_package(self, rc: RegistryClient, manifest: Manifest, dest: Path
+    def _read_package(self, source: BlobSource, manifest: Manifest, dest: Path
                       ) -> tuple[Package, dict[str, Any] | None]:
         from .xpkg import extract_package
 
-        source = _ProgressSource(rc, self._bar)
         try:
             with open(dest, "wb") as sink:
                 read = extract_package(source, manifest, sink, tmp_dir=dest.parent)

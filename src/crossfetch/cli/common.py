@@ -84,6 +84,16 @@ def fetch_options(f: F) -> F:
                      default="IfNotPresent", show_default=True,
                      help="As Crossplane's packagePullPolicy: use the cache by digest, always "
                      "fetch, or never touch the network for the package."),
+        click.option("--via", type=click.Choice(["direct", "cri"]), default="direct",
+                     show_default=True,
+                     help="direct: crossfetch talks to the registry. cri: the node's container "
+                     "runtime pulls (the kubelet path, with the node's hosts.toml and our "
+                     "credentials as CRI AuthConfig) and crossfetch reads its content store."),
+        click.option("--runtime-endpoint", metavar="URL",
+                     default="unix:///run/containerd/containerd.sock", show_default=True,
+                     help="The runtime's CRI socket, for --via cri."),
+        click.option("--runtime-namespace", default="k8s.io", show_default=True,
+                     help="containerd namespace to read images from (kubelet uses k8s.io)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -137,6 +147,9 @@ def build_client(params: dict[str, Any], *, progress: bool = True) -> Client:
         timeout=params.get("timeout"),
         retries=params.get("retries", 3),
         progress=make_progress() if progress else None,
+        via=params.get("via") or "direct",
+        runtime_endpoint=params.get("runtime_endpoint"),
+        runtime_namespace=params.get("runtime_namespace"),
     )
 
 
