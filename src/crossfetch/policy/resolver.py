@@ -116,6 +116,12 @@ class Policy:
 
     def tls_for(self, resolved: Reference) -> TLSConfig | None:
         """TLS settings an ImageConfig gives the resolved reference (``None``: none matches)."""
+        hit = self._tls_settings(resolved)
+        return hit[0] if hit else None
+
+    def _tls_settings(self, resolved: Reference) -> tuple[TLSConfig, frozenset[str]] | None:
+        """:meth:`tls_for` plus which settings (``mode``, ``ca``, ``client``) an ImageConfig
+        actually set, so node settings it does not mention survive."""
         configs = self.objects.image_configs
         mode_hit = best_match(configs, str(resolved), "tls_mode")
         ca_hit = best_match(configs, str(resolved), "ca_ref")
@@ -154,7 +160,10 @@ class Policy:
             client = self.client_cert_loader(ic.client_cert_secret, ic)
         decided_by = (mode_hit or ca_hit or cert_hit)
         assert decided_by is not None
-        return TLSConfig(mode=mode, ca_pem=ca_pem, client=client, source=decided_by[0].source)
+        fields = frozenset(name for name, hit in (("mode", mode_hit), ("ca", ca_hit),
+                                                   ("client", cert_hit)) if hit)
+        return TLSConfig(mode=mode, ca_pem=ca_pem, client=client,
+                         source=decided_by[0].source), fields
 
     def auth_for(self, resolved: Reference) -> AuthPolicy:
         """Credentials come from the ImageConfig whose ``pullSecretRef`` matches the
@@ -175,29 +184,48 @@ class Policy:
         resolved, rewrite_source = self.rewrite(ref)
         blocked = self.node.blocked(resolved) if self.node else None
         node_eps = self.node.endpoints(resolved) if self.node else []
-        ic_tls = self.tls_for(resolved)
+        ic_tls = self._tls_settings(resolved)
         endpoints: list[Endpoint] = []
         upstream: Endpoint | None = None
+        notes: list[str] = []
         for ep in node_eps:
             if ep.role == "upstream":
                 upstream = ep
             else:
                 endpoints.append(ep)
         if upstream is None:
-            tls = ic_tls or TLSConfig()
+            tls = ic_tls[0] if ic_tls else TLSConfig()
             upstream = Endpoint(url=f"{tls.scheme}://{resolved.api_registry}", role="upstream",
                                 tls=tls, source=tls.source)
         elif ic_tls is not None:
-            # An ImageConfig outranks node files for the upstream's TLS.
-            upstream = replace(upstream, url=f"{ic_tls.scheme}://{upstream.host}", tls=ic_tls,
-                               source=ic_tls.source)
+            # An ImageConfig outranks node files, setting by setting.
+            upstream, note = _override_tls(upstream, *ic_tls)
+            notes.append(note)
         endpoints.append(upstream)
         if self.ca_bundles:
             endpoints = [replace(e, tls=replace(e.tls, ca_files=e.tls.ca_files + self.ca_bundles))
                          for e in endpoints]
         return Decision(reference=ref, resolved=resolved, endpoints=tuple(endpoints),
                         auth=self.auth_for(resolved), rewrite_source=rewrite_source,
-                        blocked=blocked)
+                        blocked=blocked, notes=tuple(notes))
+
+
+def _override_tls(upstream: Endpoint, ic: TLSConfig, fields: frozenset[str]
+                  ) -> tuple[Endpoint, str]:
+    """The node's upstream with the ImageConfig's TLS ``fields`` laid over it."""
+    node = upstream.tls
+    tls = TLSConfig(
+        mode=ic.mode if "mode" in fields else node.mode,
+        # An explicit mode is the whole answer on plain HTTP: no fallback beyond it.
+        allow_http_fallback=False if "mode" in fields else node.allow_http_fallback,
+        ca_files=() if "ca" in fields else node.ca_files,
+        ca_pem=ic.ca_pem if "ca" in fields else node.ca_pem,
+        client=ic.client if "client" in fields else node.client,
+        source=ic.source)
+    path = upstream.url.split("://", 1)[1][len(upstream.host):]
+    note = (f"{ic.source} overrides {', '.join(sorted(fields))} of the upstream's TLS "
+            f"from {node.source}")
+    return replace(upstream, url=f"{tls.scheme}://{upstream.host}{path}", tls=tls), note
 
 
 def _check_pem_file(path: Path, source: Source | None) -> None:
