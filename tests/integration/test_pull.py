@@ -232,6 +232,18 @@ def test_function_reads_only_the_base_layer(http_client: Client, http_registry: 
     assert res.base_layer and res.base_layer["how"] == "annotation"
 
 
+def test_tag_pull_is_pinned_to_the_digest_head_returned(http_client: Client,
+                                                       http_registry: Registry,
+                                                       packages: dict[str, PushedPackage]) -> None:
+    p = packages["configuration"]
+    mark = http_registry.mark()
+    http_client.pull(http_registry.ref(p.ref))
+    manifests = [(e.method, e.path.rsplit("/", 1)[-1]) for e in http_registry.requests(since=mark)
+                 if "/manifests/" in e.path]
+    # The tag is only ever HEADed; the content is fetched by the digest that HEAD returned.
+    assert manifests == [("HEAD", p.tag), ("GET", p.built.manifest_digest)], manifests
+
+
 @pytest.mark.parametrize("name,kind,how", [
     ("provider_kubernetes", "Provider", "annotation"),
     ("configuration", "Configuration", "annotation"),

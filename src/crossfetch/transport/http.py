@@ -306,10 +306,11 @@ class Transport:
             return TLSError(f"TLS handshake with {parts.netloc} failed: {_innermost(e)}",
                             url=url, host=host, mode=mode, cause="tls-error",
                             fix="check that the port speaks TLS and supports TLS 1.2 or newer")
-        if parts.scheme == "http" and isinstance(e, httpx.RemoteProtocolError) and \
+        cause = _connect_cause(e)
+        if parts.scheme == "http" and (isinstance(e, httpx.RemoteProtocolError) or cause in (
+                "connection-reset", "connection-failed")) and \
                 speaks_tls(host, port, self.timeouts.connect):
             return self._tls_expected(ep, url)
-        cause = _connect_cause(e)
         hint = {
             "dns-failure": f"check that {host} resolves from here (inside a pod: cluster DNS)",
             "connection-refused": f"nothing listens on {host}:{port}; check the port, and "

@@ -68,7 +68,9 @@ def _client_hello() -> bytes:
 def probe_first_bytes(host: str, port: int, timeout: float) -> bytes:
     """Send a TLS ClientHello and return the first bytes the server answers (may be empty)."""
     with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(_client_hello())
+        # The CRLFs after the ClientHello make a line-based HTTP server answer at once; a TLS
+        # server answers the ClientHello record before it reads them.
+        s.sendall(_client_hello() + b"\r\n\r\n")
         s.settimeout(timeout)
         data = b""
         try:

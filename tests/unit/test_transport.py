@@ -1,0 +1,221 @@
+"""Transport security rules, each against real sockets on loopback:
+no silent downgrade, no credentials across hosts, no unsafe redirects, retries honour
+Retry-After. Each test fails if its rule is removed."""
+
+from __future__ import annotations
+
+import http.server
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from crossfetch.errors import PlainHTTPError, PolicyRefused, TLSError, TLSExpectedError
+from crossfetch.policy.model import Endpoint, TLSConfig, TLSMode
+from crossfetch.transport.http import Transport, _retry_after, unsafe_target
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    # Answer garbage (a TLS ClientHello) with a status line, as real HTTP servers (Go's
+    # registry included) do; Python's default would answer it HTTP/0.9-style, bare.
+    default_request_version = "HTTP/1.0"
+    routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    seen: list[tuple[str, str, dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(("GET", self.path, dict(self.headers)))
+        status, headers, body = self.routes.get(self.path, (200, {}, b"ok"))
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class Server:
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+        handler = type("H", (Recorder,), {"routes": {}, "seen": []})
+        self.handler = handler
+        self.httpd = http.server.ThreadingHTTPServer((host, 0), handler)
+        if tls:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.host = f"{host}:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def seen(self) -> list[tuple[str, str, dict[str, str]]]:
+        return self.handler.seen
+
+    def route(self, path: str, status: int, headers: dict[str, str] | None = None,
+              body: bytes = b"") -> None:
+        self.handler.routes[path] = (status, headers or {}, body)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def plain() -> Iterator[Server]:
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def other_host() -> Iterator[Server]:
+    s = Server("127.0.0.2")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def tls_server(ca: trustme.CA) -> Iterator[Server]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    s = Server(tls=ctx)
+    yield s
+    s.close()
+
+
+def ep(url: str, mode: TLSMode = TLSMode.STRICT, *, fallback: bool = False,
+       ca_file: Path | None = None) -> Endpoint:
+    return Endpoint(url=url, tls=TLSConfig(mode=mode, allow_http_fallback=fallback,
+                                           ca_files=(ca_file,) if ca_file else ()))
+
+
+def transport() -> Transport:
+    return Transport(retries=0)
+
+
+# --- no silent downgrade -------------------------------------------------------------------
+
+
+def test_strict_never_falls_back_to_plain_http(plain: Server) -> None:
+    with transport() as t, pytest.raises(PlainHTTPError) as ei:
+        t.send(ep(f"https://{plain.host}"), "GET", "/v2/")
+    assert ei.value.cause == "plain-http" and "mode: Disabled" in (ei.value.fix or "")
+    assert plain.seen == []  # not one plain-HTTP request was made
+
+
+def test_allowed_endpoint_falls_back_when_server_speaks_http(plain: Server) -> None:
+    with transport() as t:
+        resp = t.send(ep(f"https://{plain.host}", fallback=True), "GET", "/v2/")
+    assert resp.status_code == 200 and resp.request.url.scheme == "http"
+    assert [p for _, p, _ in plain.seen] == ["/v2/"]
+
+
+def test_certificate_error_is_never_a_reason_to_fall_back(tls_server: Server) -> None:
+    with transport() as t, pytest.raises(TLSError) as ei:
+        t.send(ep(f"https://{tls_server.host}", fallback=True), "GET", "/v2/")
+    assert ei.value.cause == "untrusted-certificate"
+    assert t._fallback == set()
+
+
+def test_trusted_ca_file_works(tls_server: Server, ca: trustme.CA, tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    with transport() as t:
+        assert t.send(ep(f"https://{tls_server.host}", ca_file=pem), "GET", "/v2/").status_code \
+            == 200
+
+
+def test_insecure_skips_verification_only_when_asked(tls_server: Server) -> None:
+    with transport() as t:
+        assert t.send(ep(f"https://{tls_server.host}", TLSMode.INSECURE), "GET", "/v2/") \
+            .status_code == 200
+
+
+def test_disabled_against_a_tls_server_says_tls_expected(tls_server: Server) -> None:
+    with transport() as t, pytest.raises(TLSExpectedError):
+        t.send(ep(f"http://{tls_server.host}", TLSMode.DISABLED), "GET", "/v2/")
+
+
+# --- redirects -----------------------------------------------------------------------------
+
+
+def test_cross_host_redirect_carries_no_credentials(plain: Server, other_host: Server) -> None:
+    plain.route("/v2/r/blobs/x", 307, {"Location": f"http://{other_host.host}/storage/x"})
+    with transport() as t:
+        resp = t.send(ep(f"http://{plain.host}", TLSMode.DISABLED), "GET", "/v2/r/blobs/x",
+                      auth=httpx.BasicAuth("alice", "s3cret"), follow_redirects=True)
+    assert resp.status_code == 200
+    assert "Authorization" in plain.seen[0][2]
+    (_, path, headers), = other_host.seen
+    assert path == "/storage/x"
+    assert not any(k.lower() == "authorization" for k in headers)
+
+
+def test_same_host_redirect_keeps_credentials(plain: Server) -> None:
+    plain.route("/a", 302, {"Location": "/b"})
+    with transport() as t:
+        t.send(ep(f"http://{plain.host}", TLSMode.DISABLED), "GET", "/a",
+               auth=httpx.BasicAuth("alice", "s3cret"), follow_redirects=True)
+    assert [p for _, p, _ in plain.seen] == ["/a", "/b"]
+    assert "Authorization" in plain.seen[1][2]
+
+
+@pytest.mark.parametrize("src,target,needle", [
+    ("https://reg.io/a", "http://reg.io/b", "never redirected to plain HTTP"),
+    ("http://reg.io/a", "http://169.254.169.254/latest/meta-data", "link-local"),
+    ("https://reg.io/a", "https://[fe80::1]/x", "link-local"),
+    ("https://reg.io/a", "file:///etc/passwd", "scheme"),
+])
+def test_unsafe_redirects_refused(src: str, target: str, needle: str) -> None:
+    with pytest.raises(PolicyRefused) as ei:
+        Transport.check_redirect(src, target)
+    assert needle in str(ei.value)
+
+
+def test_https_to_http_redirect_refused_end_to_end(tls_server: Server, plain: Server,
+                                                   ca: trustme.CA, tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    tls_server.route("/v2/r/blobs/x", 307, {"Location": f"http://{plain.host}/x"})
+    with transport() as t, pytest.raises(PolicyRefused):
+        t.send(ep(f"https://{tls_server.host}", ca_file=pem), "GET", "/v2/r/blobs/x",
+               follow_redirects=True)
+    assert plain.seen == []
+
+
+@pytest.mark.parametrize("host,unsafe", [
+    ("169.254.169.254", True), ("[fe80::1]", True), ("metadata.google.internal", True),
+    ("10.0.0.1", False), ("registry.example", False), ("127.0.0.1", False),
+])
+def test_unsafe_target(host: str, unsafe: bool) -> None:
+    assert (unsafe_target(host) is not None) is unsafe
+
+
+# --- retries -------------------------------------------------------------------------------
+
+
+def test_retry_after_is_honoured(plain: Server) -> None:
+    calls: list[float] = []
+    plain.route("/busy", 429, {"Retry-After": "2"})
+    with Transport(retries=2, sleep=calls.append) as t:
+        resp = t.send(ep(f"http://{plain.host}", TLSMode.DISABLED), "GET", "/busy")
+    assert resp.status_code == 429  # still busy after the retries: returned, not hidden
+    assert calls == [2.0, 2.0] and len(plain.seen) == 3
+
+
+def test_retry_after_parsing() -> None:
+    def r(v: str) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": v})
+    assert _retry_after(r("7")) == 7.0
+    assert _retry_after(r("100000")) == 30.0  # capped
+    assert _retry_after(r("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0
+    assert _retry_after(r("soon")) is None
