@@ -1,0 +1,289 @@
+"""``policy explain`` and ``policy export``: a decision as stable JSON, as text, and as the
+other configuration formats (ImageConfig, containerd ``hosts.toml``, ``registries.conf``).
+
+The JSON shape (documented in ``docs/policy.md``; keys are never renamed, only added)::
+
+    {"reference", "resolved", "rewrite": Source|null, "blocked": Source|null,
+     "endpoints": [{"url", "role", "capabilities", "repository",
+                    "tls": {"mode", "caFiles", "caInline", "clientCert", "httpFallback",
+                            "source"},
+                    "headers", "source"}],
+     "credentials": {"registry", "source", "plainHTTPAllowed", "plainHTTPSource"},
+     "notes": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from ..fixes import object_name
+from ..reference import DOCKER_HUB, DOCKER_HUB_API, Reference
+from .model import PUSH, RESOLVE, Decision, Endpoint, Source, TLSMode
+
+PRECEDENCE = "command-line flags > ImageConfig objects > node files (hosts.toml > " \
+    "registries.conf > daemon.json mirrors; certs.d and insecure-registries per host)"
+FORMATS = ("imageconfig", "hosts-toml", "registries-conf")
+EXPORT_PROBE = "crossfetch-export-probe"
+"""Repository appended to an export PREFIX to ask the policy about it."""
+
+
+def _src(s: Source | None) -> dict[str, object] | None:
+    return s.to_dict() if s is not None else None
+
+
+def endpoint_dict(ep: Endpoint) -> dict[str, Any]:
+    """One endpoint as explain JSON. Header *values* are left out: they may hold tokens."""
+    t = ep.tls
+    return {
+        "url": ep.url,
+        "role": ep.role,
+        "capabilities": sorted(ep.capabilities),
+        "repository": ep.repository,
+        "tls": {
+            "mode": t.mode.value,
+            "caFiles": [str(p) for p in t.ca_files],
+            "caInline": len(t.ca_pem),
+            "clientCert": None if t.client is None else {
+                "cert": str(t.client.cert), "key": str(t.client.key),
+                "source": _src(t.client.source)},
+            "httpFallback": t.allow_http_fallback,
+            "source": _src(t.source),
+        },
+        "headers": sorted(k for k, _ in ep.headers),
+        "source": _src(ep.source),
+    }
+
+
+def explain(decision: Decision) -> dict[str, Any]:
+    """The decision as explain JSON. Credentials are described, never resolved or shown."""
+    registry = decision.resolved.registry
+    keychain = decision.auth.keychain
+    cred_source = keychain.describe(registry) if keychain is not None else None
+    return {
+        "reference": str(decision.reference),
+        "resolved": str(decision.resolved),
+        "rewrite": _src(decision.rewrite_source),
+        "blocked": _src(decision.blocked),
+        "endpoints": [endpoint_dict(e) for e in decision.endpoints],
+        "credentials": {
+            "registry": registry,
+            "source": _src(cred_source),
+            "plainHTTPAllowed": decision.auth.allow_plain_http_credentials,
+            "plainHTTPSource": _src(decision.auth.source)
+            if decision.auth.allow_plain_http_credentials else None,
+        },
+        "notes": list(decision.notes),
+    }
+
+
+def _fmt_src(d: Any) -> str:
+    if not d:
+        return "default"
+    where = d["name"] if d.get("line") is None else f"{d['name']}:{d['line']}"
+    return f"{d['kind']} {where}".strip()
+
+
+def render_text(data: dict[str, Any]) -> str:
+    """Human form of :func:`explain`'s output."""
+    out = [f"reference    {data['reference']}"]
+    if data["resolved"] != data["reference"] or data["rewrite"]:
+        out.append(f"resolved     {data['resolved']}  (rewritten by {_fmt_src(data['rewrite'])})")
+    if data["blocked"]:
+        out.append(f"BLOCKED      by {_fmt_src(data['blocked'])}: every request is refused")
+    out.append("endpoints    (tried in this order)")
+    for i, ep in enumerate(data["endpoints"], 1):
+        tls = ep["tls"]
+        out.append(f"  {i}. {ep['role']:<8} {ep['url']}  [{', '.join(ep['capabilities'])}]")
+        if ep["repository"]:
+            out.append(f"       repository  {ep['repository']}")
+        bits = [tls["mode"]]
+        if tls["httpFallback"]:
+            bits.append("HTTPS first, plain HTTP only if the server speaks it")
+        if tls["caFiles"]:
+            bits.append("CA " + ", ".join(tls["caFiles"]))
+        if tls["caInline"]:
+            bits.append(f"{tls['caInline']} CA bundle(s) from ConfigMaps")
+        if tls["clientCert"]:
+            cc = tls["clientCert"]
+            bits.append(f"client cert {cc['cert']} ({_fmt_src(cc['source'])})")
+        out.append(f"       tls         {'; '.join(bits)}")
+        out.append(f"                   decided by {_fmt_src(tls['source'])}")
+        if ep["headers"]:
+            out.append(f"       headers     {', '.join(ep['headers'])}")
+        out.append(f"       source      {_fmt_src(ep['source'])}")
+    cred = data["credentials"]
+    who = _fmt_src(cred["source"]) if cred["source"] else "none found: anonymous"
+    out.append(f"credentials  {cred['registry']}: {who}")
+    if cred["plainHTTPAllowed"]:
+        why = _fmt_src(cred["plainHTTPSource"])
+        out.append(f"             may be sent over plain HTTP ({why})")
+    for n in data["notes"]:
+        out.append(f"note         {n}")
+    out.append(f"precedence   {PRECEDENCE}")
+    return "\n".join(out)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def probe_reference(prefix: str) -> Reference:
+    """A reference under ``prefix`` to ask the policy about (tag form, so tag-only mirrors
+    count)."""
+    return Reference.parse(f"{prefix.rstrip('/')}/{EXPORT_PROBE}:latest")
+
+
+def _repo_prefix(ep: Endpoint, decision: Decision) -> str:
+    """The repository path the prefix becomes at ``ep`` (``""``: the registry root)."""
+    repo = ep.repository or decision.resolved.repository
+    return repo.removesuffix(EXPORT_PROBE).rstrip("/")
+
+
+def export(decision: Decision, prefix: str, fmt: str) -> str:
+    """The effective policy for ``prefix`` written as ``fmt`` (one of :data:`FORMATS`).
+    Things a format cannot say are written as comments, never silently dropped."""
+    if fmt == "imageconfig":
+        return _imageconfig(decision, prefix)
+    if fmt == "hosts-toml":
+        return _hosts_toml(decision)
+    if fmt == "registries-conf":
+        return _registries_conf(decision, prefix)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def _imageconfig(decision: Decision, prefix: str) -> str:
+    up = decision.endpoints[-1]
+    prefix = prefix.rstrip("/") + "/"  # Crossplane matches raw string prefixes
+    name = object_name(prefix.rstrip("/"))
+    comments = [f"# Effective policy for {prefix} (crossfetch policy export)."]
+    tls: dict[str, Any] = {}
+    mode = up.tls.mode
+    if up.tls.allow_http_fallback:
+        comments.append("# The node allows plain HTTP after an HTTPS attempt; ImageConfig has no "
+                        "fallback: choose tls.mode Disabled if the registry only speaks HTTP.")
+    tls["mode"] = mode.value
+    docs: list[dict[str, Any]] = []
+    if up.tls.ca_files:
+        cm = f"{name}-ca"
+        tls["caBundleConfigMapRef"] = {"name": cm, "key": "ca.crt"}
+        pem = "".join(p.read_text(encoding="utf-8", errors="replace") for p in up.tls.ca_files)
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm},
+                     "data": {"ca.crt": pem}})
+    elif up.tls.ca_pem:
+        comments.append("# The CA comes from a ConfigMap already: keep its caBundleConfigMapRef.")
+    if up.tls.client is not None:
+        sec = f"{name}-client"
+        tls["clientCertSecretRef"] = {"name": sec}
+        comments.append(f"# clientCertSecretRef is crossfetch's addition; create the Secret with:"
+                        f"\n#   kubectl create secret tls {sec} --cert={up.tls.client.cert} "
+                        f"--key={up.tls.client.key}")
+    spec: dict[str, Any] = {"matchImages": [{"type": "Prefix", "prefix": prefix}],
+                            "registry": {"tls": tls}}
+    target = _location(up, decision)
+    if up.host != decision.reference.api_registry or \
+            _repo_prefix(up, decision) != decision.reference.repository.removesuffix(
+                EXPORT_PROBE).rstrip("/"):
+        spec["rewriteImage"] = {"prefix": target + "/"}
+    for ep in decision.endpoints[:-1]:
+        comments.append(f"# ImageConfig cannot express mirror {ep.url} "
+                        f"({', '.join(sorted(ep.capabilities))}); keep it in the node files.")
+    if decision.blocked is not None:
+        comments.append(f"# Blocked by {decision.blocked}: ImageConfig cannot block a prefix.")
+    docs.insert(0, {"apiVersion": "pkg.crossplane.io/v1beta1", "kind": "ImageConfig",
+                    "metadata": {"name": name}, "spec": spec})
+    body = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+    return "\n".join(comments) + "\n" + body
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+def _hosts_lines(ep: Endpoint, indent: str, decision: Decision) -> list[str]:
+    lines: list[str] = []
+    t = ep.tls
+    if t.ca_files:
+        lines.append(f"{indent}ca = [{', '.join(_toml_str(str(p)) for p in t.ca_files)}]")
+    if t.ca_pem:
+        lines.append(f"{indent}# a CA from a ConfigMap: save it to a file and list it in ca")
+    if t.client is not None:
+        lines.append(f"{indent}client = [[{_toml_str(str(t.client.cert))}, "
+                     f"{_toml_str(str(t.client.key))}]]")
+    if t.mode is TLSMode.INSECURE:
+        lines.append(f"{indent}skip_verify = true")
+    if ep.override_path:
+        lines.append(f"{indent}override_path = true")
+    if ep.repository:
+        lines.append(f"{indent}# hosts.toml cannot map repositories: this endpoint serves "
+                     f"them under {_repo_prefix(ep, decision)}/")
+    return lines
+
+
+def _hosts_url(ep: Endpoint) -> str:
+    scheme, rest = ep.url.split("://", 1)
+    if ep.tls.allow_http_fallback:
+        scheme = "http"  # http:// plus TLS settings = HTTPS first, then the safe fallback
+    return f"{scheme}://{rest}"
+
+
+def _hosts_toml(decision: Decision) -> str:
+    up = decision.endpoints[-1]
+    out = [f"# {decision.resolved.registry}/hosts.toml (crossfetch policy export)"]
+    if decision.blocked is not None:
+        out.append(f"# blocked by {decision.blocked}: hosts.toml cannot block a registry")
+    if up.tls.allow_http_fallback and not _hosts_lines(up, "", decision):
+        # Without a TLS setting containerd would go straight to HTTP.
+        up_lines = ["skip_verify = false"]
+    else:
+        up_lines = _hosts_lines(up, "", decision)
+    out.append(f"server = {_toml_str(_hosts_url(up))}")
+    if up.capabilities != frozenset({"pull", "resolve", "push"}):
+        out.append(f"capabilities = {json.dumps(sorted(up.capabilities))}")
+    out += up_lines
+    for ep in decision.endpoints[:-1]:
+        out.append("")
+        out.append(f"[host.{_toml_str(_hosts_url(ep))}]")
+        out.append(f"  capabilities = {json.dumps(sorted(ep.capabilities - {PUSH}))}")
+        lines = _hosts_lines(ep, "  ", decision)
+        if ep.tls.allow_http_fallback and not lines:
+            lines = ["  skip_verify = false"]
+        out += lines
+        if ep.headers:
+            out.append(f"  [host.{_toml_str(_hosts_url(ep))}.header]")
+            out += [f"    {_toml_str(k)} = {_toml_str(v)}" for k, v in ep.headers]
+    return "\n".join(out) + "\n"
+
+
+def _location(ep: Endpoint, decision: Decision) -> str:
+    rp = _repo_prefix(ep, decision)
+    host = DOCKER_HUB if ep.host == DOCKER_HUB_API else ep.host
+    return host + (f"/{rp}" if rp else "")
+
+
+def _rc_insecure(ep: Endpoint) -> bool:
+    return ep.tls.mode is not TLSMode.STRICT or ep.tls.allow_http_fallback
+
+
+def _registries_conf(decision: Decision, prefix: str) -> str:
+    up = decision.endpoints[-1]
+    out = ["# registries.conf (v2) entry (crossfetch policy export)", "[[registry]]",
+           f"prefix = {_toml_str(prefix.rstrip('/'))}",
+           f"location = {_toml_str(_location(up, decision))}"]
+    if _rc_insecure(up):
+        out.append("insecure = true")
+    if decision.blocked is not None:
+        out.append("blocked = true")
+    certs = [e for e in decision.endpoints if e.tls.ca_files or e.tls.client]
+    for ep in certs:
+        out.append(f"# TLS files for {ep.host}: copy them to /etc/containers/certs.d/{ep.host}/ "
+                   "(CAs as *.crt, the client pair as client.cert + client.key)")
+    for ep in decision.endpoints[:-1]:
+        out += ["", "[[registry.mirror]]",
+                f"location = {_toml_str(_location(ep, decision))}"]
+        if _rc_insecure(ep):
+            out.append("insecure = true")
+        if not ep.can(RESOLVE):
+            out.append('pull-from-mirror = "digest-only"')
+    return "\n".join(out) + "\n"
