@@ -1,0 +1,74 @@
+"""Tag listing follows ``Link`` pagination. Registry 2.8 never sends Link (it ignores ``n``),
+so this is the one place an in-process fake stands in for a registry."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from crossfetch.errors import PolicyRefused
+from crossfetch.policy.model import Decision, Endpoint, TLSConfig, TLSMode
+from crossfetch.reference import Reference
+from crossfetch.registry import RegistryClient
+from crossfetch.transport.http import Transport
+
+TAGS = [f"v{i}" for i in range(25)]
+
+
+class Paginating(http.server.BaseHTTPRequestHandler):
+    page = 10
+    next_host: str | None = None
+
+    def do_GET(self) -> None:
+        q = parse_qs(urlsplit(self.path).query)
+        last = q.get("last", [None])[0]
+        start = TAGS.index(last) + 1 if last else 0
+        chunk = TAGS[start:start + self.page]
+        body = json.dumps({"name": "a/b", "tags": chunk}).encode()
+        self.send_response(200)
+        if start + self.page < len(TAGS):
+            host = f"http://{self.next_host}" if self.next_host else ""
+            self.send_header("Link", f'<{host}/v2/a/b/tags/list?n={self.page}&last={chunk[-1]}>; '
+                             'rel="next"')
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, type[Paginating]]]:
+    handler = type("H", (Paginating,), {})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{httpd.server_address[1]}", handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def client(host: str) -> RegistryClient:
+    ref = Reference.parse(f"{host}/a/b:v1")
+    ep = Endpoint(url=f"http://{host}", tls=TLSConfig(mode=TLSMode.DISABLED))
+    return RegistryClient(Decision(ref, ref, (ep,)), Transport(retries=0))
+
+
+def test_follows_link_pagination(server: tuple[str, type[Paginating]]) -> None:
+    host, _ = server
+    assert client(host).tags() == TAGS
+
+
+def test_refuses_pagination_links_to_another_host(
+        server: tuple[str, type[Paginating]]) -> None:
+    host, handler = server
+    handler.next_host = "127.0.0.2:9"
+    with pytest.raises(PolicyRefused):
+        client(host).tags()
