@@ -1,0 +1,176 @@
+"""``crossfetch trust HOST[:PORT]``: read the presented chain, pin it, write trust config."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import emit_json, handle_errors, output_option
+
+
+def _say(text: str, to_stderr: bool) -> None:
+    click.echo(text, err=to_stderr)
+
+
+@click.command()
+@click.argument("target", metavar="HOST[:PORT]")
+@click.option("--fingerprint", metavar="sha256:HEX",
+              help="The SHA-256 fingerprint the trust anchor must have (as printed here, or by "
+              "`openssl x509 -noout -fingerprint -sha256`).")
+@click.option("--from-secret", "secret_file", type=click.Path(dir_okay=False, exists=True),
+              help="Take the CA from a Secret manifest (keys ca.crt or tls.crt), e.g. "
+              "idpbuilder's: kubectl get secret -n default idpbuilder-cert -o yaml. No "
+              "connection is made.")
+@click.option("--emit", "emits", multiple=True, default=("pem",), show_default=True,
+              type=click.Choice(["pem", "configmap", "helm-values", "imageconfig",
+                                 "hosts-toml", "certs-d"]),
+              help="What to write for the anchor. Repeat configmap/imageconfig to get both "
+              "in one multi-document YAML.")
+@click.option("-o", "--out", "out", metavar="PATH",
+              help="Write here instead of stdout (certs-d: a directory; hosts-toml: a file, or "
+              "an existing directory to get <dir>/<host:port>/hosts.toml and ca.crt).")
+@click.option("--name", "cm_name", help="ConfigMap name (default derived from the host).")
+@click.option("--namespace", default="crossplane-system", show_default=True,
+              help="Namespace of the ConfigMap (Crossplane's).")
+@click.option("--key", default="ca.crt", show_default=True, help="ConfigMap key.")
+@click.option("--server-name", help="SNI name to send (default HOST).")
+@click.option("--timeout", type=float, default=5.0, show_default=True, metavar="SECONDS")
+@click.option("--yes", "assume_yes", is_flag=True, hidden=True)
+@output_option
+@handle_errors
+def trust(target: str, fingerprint: str | None, secret_file: str | None, emits: tuple[str, ...],
+          out: str | None, cm_name: str | None, namespace: str, key: str,
+          server_name: str | None, timeout: float, assume_yes: bool, output_format: str,
+          **_: Any) -> None:
+    """Read HOST[:PORT]'s certificate chain, show every certificate (subject, issuer, validity,
+    SANs, SHA-256), and save the trust anchor: the root if the server sent it, else its
+    self-signed certificate.
+
+    The anchor is saved only when --fingerprint matches it, or after a yes on a terminal.
+    Otherwise nothing is written and the command to run (with the fingerprint) is printed,
+    exit code 2.
+
+    \b
+    Examples:
+      crossfetch trust gitea.cnoe.localtest.me:8443
+      crossfetch trust reg.local:8443 --fingerprint sha256:3f1c... --emit configmap \\
+          --emit imageconfig -o trust.yaml
+      crossfetch trust reg.local:8443 --from-secret idpbuilder-cert.yaml --emit helm-values
+      crossfetch trust reg.local:8443 --fingerprint sha256:3f1c... --emit certs-d \\
+          -o /etc/docker/certs.d
+    """
+    from ..errors import CrossfetchError, PolicyRefused, UsageError
+    from ..trust import (
+        CertInfo,
+        TrustNames,
+        anchor_from_bundle,
+        choose_anchor,
+        emit_text,
+        fetch_chain,
+        load_secret_certs,
+        normalize_fingerprint,
+        split_host_port,
+        verifies_with,
+        write_certs_d,
+        write_hosts_dir,
+    )
+
+    host, port = split_host_port(target)
+    registry = target.split("/", 1)[0]
+    pin = normalize_fingerprint(fingerprint) if fingerprint else None
+    kinds = list(dict.fromkeys(emits))
+    if len(kinds) > 1 and not set(kinds) <= {"configmap", "imageconfig"}:
+        raise UsageError("only configmap and imageconfig can be emitted together",
+                         fix="run trust once per --emit kind")
+    if "certs-d" in kinds and not out:
+        raise UsageError("--emit certs-d writes a directory: give -o DIR",
+                         fix="e.g. -o /etc/docker/certs.d")
+    text_to_stderr = output_format == "json" or out is None
+    if secret_file:
+        chain, secret_key = load_secret_certs(secret_file)
+        anchor: CertInfo | None = anchor_from_bundle(chain)
+        origin = f"Secret {secret_file} key {secret_key}"
+    else:
+        chain = fetch_chain(host, port, timeout=timeout, server_name=server_name)
+        anchor = choose_anchor(chain)
+        origin = f"{registry} (TLS handshake)"
+    if output_format != "json":
+        _say(f"{len(chain)} certificate(s) from {origin}:", text_to_stderr)
+        for i, cert in enumerate(chain):
+            _say(f"[{i}]\n{cert.describe('  ')}", text_to_stderr)
+    if anchor is None:
+        raise CrossfetchError(
+            f"{registry} sent no CA or self-signed certificate (its certificate is issued by "
+            f"{chain[0].issuer}), so there is no anchor to save",
+            cause="no-trust-anchor", host=host,
+            fix="get the issuing CA from where the registry's certificate was made, e.g. "
+            "kubectl get secret -n default idpbuilder-cert -o yaml > cert.yaml && crossfetch "
+            f"trust {registry} --from-secret cert.yaml")
+    if pin is not None:
+        if pin != anchor.fingerprint:
+            other = next((i for i, c in enumerate(chain) if c.fingerprint == pin), None)
+            hint = f" (it is certificate [{other}], not the anchor)" if other is not None else ""
+            raise PolicyRefused(
+                f"the trust anchor's fingerprint is {anchor.fingerprint}, not the pinned "
+                f"{pin}{hint}: refusing to trust it", cause="fingerprint-mismatch", host=host,
+                fix="check with the registry's owner which certificate is right; a different "
+                "certificate can mean the connection is intercepted")
+    elif not secret_file:
+        if (sys.stdin.isatty() or assume_yes) and output_format != "json":
+            ok = assume_yes or click.confirm(
+                f"Trust {anchor.subject} (sha256 {anchor.fingerprint.removeprefix('sha256:')}) "
+                f"for {registry}?", default=False, err=True)
+            if not ok:
+                raise PolicyRefused("not trusted: answered no", cause="not-confirmed")
+        else:
+            argv = ["crossfetch", "trust", target, "--fingerprint", anchor.fingerprint]
+            argv += [a for k in kinds for a in ("--emit", k)] + (["-o", out] if out else [])
+            cmd = shlex.join(argv)
+            if output_format == "json":
+                emit_json({"ok": False, "cause": "fingerprint-required", "host": registry,
+                           "chain": [c.to_dict() for c in chain],
+                           "anchor": anchor.to_dict(), "command": cmd})
+            else:
+                click.echo("refusing to save an unpinned certificate without a terminal to "
+                           "confirm it. After checking the fingerprint, run:", err=True)
+                click.echo(f"  {cmd}", err=True)
+            sys.exit(2)
+    names = TrustNames(registry, cm_name or "", namespace, key)
+    written: list[Path] = []
+    verified = None
+    if not secret_file:
+        verified = verifies_with(host, port, anchor, timeout=timeout, server_name=server_name)
+    if "certs-d" in kinds:
+        assert out is not None
+        written = write_certs_d(out, anchor, registry)
+    elif kinds == ["hosts-toml"] and out and Path(out).is_dir():
+        written = write_hosts_dir(out, anchor, names)
+    else:
+        text = "---\n".join(emit_text(k, anchor, names) for k in kinds)
+        if out:
+            Path(out).write_text(text, encoding="utf-8")
+            written = [Path(out)]
+        elif output_format != "json":
+            click.echo(text, nl=False)
+    if output_format == "json":
+        result: dict[str, Any] = {"ok": True, "host": registry,
+                                  "chain": [c.to_dict() for c in chain],
+                                  "anchor": anchor.to_dict(), "emitted": kinds,
+                                  "written": [str(p) for p in written],
+                                  "verified": verified is None if not secret_file else None}
+        if not written:
+            result["text"] = "---\n".join(emit_text(k, anchor, names) for k in kinds
+                                          if k != "certs-d")
+        emit_json(result)
+        return
+    _say(f"anchor: {anchor.subject} ({anchor.fingerprint})", True)
+    if verified is not None:
+        _say(f"warning: a Strict handshake with only this anchor still fails: {verified}", True)
+    elif not secret_file:
+        _say(f"checked: a Strict handshake with {registry} verifies with this anchor", True)
+    for p in written:
+        _say(f"wrote {p}", True)

@@ -1,0 +1,305 @@
+"""The HTTP stages: ``registry`` (``/v2/``), ``auth``, ``manifest`` (HEAD, GET) and ``package``.
+
+They speak through the same :class:`~crossfetch.transport.http.Transport` and
+:class:`~crossfetch.registry.RegistryClient` a pull uses (retries off, short timeouts), so the
+errors here are the errors a pull would hit.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import CrossfetchError, TransportError
+from ..oci import ACCEPT, Descriptor, Index, Manifest, parse_manifest
+from ..registry import HEAD_FALLBACK, RegistryClient
+from . import fixgen
+from .report import Check, Status
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..client import Client
+    from ..policy.model import Decision, Endpoint
+
+PACKAGE_DEADLINE_FACTOR = 12
+"""The package stage (which downloads a layer) may take this many ``--timeout`` in total."""
+
+
+def _v2_path(ep: Endpoint) -> str:
+    base = urlsplit(ep.url).path.rstrip("/")
+    return base + ("/" if ep.override_path else "/v2/")
+
+
+def _repo_path(ep: Endpoint, decision: Decision, tail: str) -> str:
+    base = urlsplit(ep.url).path.rstrip("/")
+    repo = ep.repository or decision.resolved.repository
+    return f"{base if ep.override_path else base + '/v2'}/{repo}/{tail}"
+
+
+def parse_challenge(header: str | None) -> dict[str, str]:
+    """``Bearer realm="…",service="…"`` → ``{"scheme": "Bearer", "realm": …, …}``."""
+    if not header:
+        return {}
+    scheme, _, params = header.strip().partition(" ")
+    out = {"scheme": scheme}
+    out.update({k.lower(): v for k, v in re.findall(r'(\w+)="([^"]*)"', params)})
+    return out
+
+
+def _error_check(name: str, e: CrossfetchError, *, method: str | None = None,
+                 extra_fix: str | None = None) -> Check:
+    detail = e.message + (f"\n(url: {e.url})" if e.url and e.url not in e.message else "")
+    return Check(name, Status.FAIL, e.cause, detail, e.fix or extra_fix, method=method,
+                 data={"error": e.to_dict()})
+
+
+@dataclass
+class ApiState:
+    """What the HTTP stages learned, for the stages after them."""
+
+    ping_status: int = 0
+    challenge: dict[str, str] | None = None
+    digest: str | None = None
+    manifest: tuple[bytes, str, str] | None = None
+
+
+class ApiStages:
+    """Runs the HTTP stages against one endpoint of a decision."""
+
+    def __init__(self, client: Client, decision: Decision, ep: Endpoint, timeout: float,
+                 platform: str | None = None) -> None:
+        self.client = client
+        self.decision = decision
+        self.ep = ep
+        self.timeout = timeout
+        self.platform = platform
+        self.transport = client.transport
+        self.state = ApiState()
+        # Only this endpoint: the stages diagnose one place, not a fall-through.
+        self.rc = RegistryClient(replace(decision, endpoints=(ep,)), client.transport,
+                                 client.auth_factory(decision))
+
+    @property
+    def registry(self) -> str:
+        return self.decision.resolved.registry
+
+    def _auth(self) -> httpx.Auth | None:
+        return self.client.auth_factory(self.decision)(self.ep, "pull")
+
+    # --- registry ---
+
+    def registry_stage(self) -> Check:
+        try:
+            resp = self.transport.send(self.ep, "GET", _v2_path(self.ep), retries=0)
+        except CrossfetchError as e:
+            return _error_check("registry", e)
+        status = resp.status_code
+        api = resp.headers.get("docker-distribution-api-version")
+        ctype = resp.headers.get("content-type", "")
+        server = resp.headers.get("server")
+        self.state.ping_status = status
+        self.state.challenge = parse_challenge(resp.headers.get("www-authenticate"))
+        data = {"url": str(resp.request.url), "status": status, "api_version": api,
+                "content_type": ctype, "server": server}
+        looks_json = "json" in ctype or resp.content.strip() in (b"{}", b"")
+        if status in (200, 401) and (api or (status == 401 and self.state.challenge)
+                                     or (status == 200 and looks_json)):
+            what = f"{api}" if api else "a registry (no Docker-Distribution-API-Version header)"
+            auth = ", authentication required" if status == 401 else ", anonymous access"
+            return Check("registry", Status.PASS, None,
+                         f"GET {data['url']} answered {status}: {what}{auth}", data=data)
+        body = resp.content[:120].decode(errors="replace").replace("\n", " ")
+        return Check("registry", Status.FAIL, "not-a-registry",
+                     f"GET {data['url']} answered {status} {resp.reason_phrase} "
+                     f"({ctype or 'no content type'}{', server ' + server if server else ''}), "
+                     f"not the registry API: {body!r}",
+                     "# Check the host and port: they must serve the OCI distribution API at "
+                     "/v2/ (a web UI,\n# or a proxy without the registry route, answers like "
+                     "this). Try: curl -i " + str(resp.request.url) + "\n# A registry under a "
+                     "path needs a containerd hosts.toml mirror with override_path = true.",
+                     data=data)
+
+    # --- auth ---
+
+    def auth_stage(self) -> Check:
+        kc = self.decision.auth.keychain
+        source = kc.describe(self.decision.resolved.registry) if kc else None
+        creds = f"credentials from {source}" if source else "no credentials configured"
+        if self.state.ping_status == 200:
+            return Check("auth", Status.PASS, None,
+                         f"anonymous access to /v2/ is allowed ({creds})",
+                         data={"anonymous": True, "credentials": str(source) if source else None})
+        ch = self.state.challenge or {}
+        try:
+            resp = self.transport.send(self.ep, "GET", _v2_path(self.ep), auth=self._auth(),
+                                       retries=0)
+        except CrossfetchError as e:
+            return _error_check("auth", e)
+        data = {"challenge": ch, "credentials": str(source) if source else None,
+                "status": resp.status_code}
+        if resp.status_code == 200:
+            return Check("auth", Status.PASS, None,
+                         f"{ch.get('scheme', 'auth')} challenge answered with {creds}", data=data)
+        realm = f" realm={ch['realm']!r}" if ch.get("realm") else ""
+        service = f" service={ch['service']!r}" if ch.get("service") else ""
+        return Check("auth", Status.FAIL, "unauthorized",
+                     f"GET /v2/ answered {resp.status_code} with challenge "
+                     f"{ch.get('scheme', '(none)')}{realm}{service}; {creds}"
+                     + (" and they were refused" if source else ""),
+                     fixgen.unauthorized_fix(self.registry), data=data)
+
+    # --- manifest ---
+
+    def manifest_stages(self) -> list[Check]:
+        ident = self.decision.resolved.identifier
+        head = self._timed(lambda: self._head(ident))
+        get = self._timed(lambda: self._get(ident))
+        if get.status is Status.PASS and head.status is Status.FAIL:
+            head.status = Status.WARN
+            head.detail += (f"\nA pull still works: Crossplane and crossfetch fall back to GET "
+                            f"(Crossplane logs: {HEAD_FALLBACK}).")
+        return [head, get]
+
+    @staticmethod
+    def _timed(fn: Callable[[], Check]) -> Check:
+        start = time.perf_counter()
+        check = fn()
+        check.seconds = time.perf_counter() - start
+        return check
+
+    def _head(self, ident: str) -> Check:
+        path = _repo_path(self.ep, self.decision, f"manifests/{ident}")
+        try:
+            resp = self.transport.send(self.ep, "HEAD", path, headers={"Accept": ACCEPT},
+                                       auth=self._auth(), retries=0)
+        except CrossfetchError as e:
+            return _error_check("manifest", e, method="HEAD")
+        url, status = str(resp.request.url), resp.status_code
+        digest = resp.headers.get("docker-content-digest")
+        data = {"url": url, "status": status, "digest": digest,
+                "media_type": resp.headers.get("content-type")}
+        if status == 200 and digest:
+            self.state.digest = digest
+            return Check("manifest", Status.PASS, None,
+                         f"HEAD {url}: {digest} ({data['media_type']})", method="HEAD",
+                         data=data)
+        if status == 200:
+            return Check("manifest", Status.FAIL, "no-digest-header",
+                         f"HEAD {url} answered 200 without a Docker-Content-Digest header",
+                         "# the registry or a proxy strips the header; fix the proxy",
+                         method="HEAD", data=data)
+        cause, fix = self._status_cause(status)
+        return Check("manifest", Status.FAIL, cause, f"HEAD {url} answered {status} "
+                     f"{resp.reason_phrase}", fix, method="HEAD", data=data)
+
+    def _status_cause(self, status: int) -> tuple[str, str]:
+        if status in (401, 403):
+            return "unauthorized", fixgen.unauthorized_fix(self.registry)
+        if status == 404:
+            return "not-found", self._not_found_fix()
+        if status == 405:
+            return "method-not-allowed", ("# the registry or a proxy in front of it refuses this "
+                                          "method; allow HEAD and GET on /v2/")
+        return f"http-{status}", "# check the registry's logs"
+
+    def _not_found_fix(self) -> str:
+        ref = self.decision.resolved
+        try:
+            tags = self.rc.tags()
+        except CrossfetchError as e:
+            return (f"# the repository {ref.repository} is not there either ({e.cause}); check "
+                    f"the name\ncrossfetch tags {ref.name}")
+        shown = ", ".join(tags[:15]) + (" …" if len(tags) > 15 else "")
+        return (f"# {ref.repository} exists; its tags: {shown or '(none)'}\n"
+                f"crossfetch tags {ref.name}")
+
+    def _get(self, ident: str) -> Check:
+        try:
+            raw, mt, digest = self.rc.fetch_manifest(ident)
+        except CrossfetchError as e:
+            check = _error_check("manifest", e, method="GET")
+            status = getattr(e, "status", None)
+            if isinstance(status, int) and status in (401, 403, 404, 405):
+                check.cause, check.fix = self._status_cause(status)
+            return check
+        self.state.manifest = (raw, mt, digest)
+        return Check("manifest", Status.PASS, None,
+                     f"GET manifests/{ident}: {digest} ({mt}, {len(raw)} bytes, digest verified)",
+                     method="GET", data={"digest": digest, "media_type": mt, "size": len(raw)})
+
+    # --- package ---
+
+    def package_stage(self) -> Check:
+        from ..xpkg import extract_package
+
+        assert self.state.manifest is not None
+        raw, mt, digest = self.state.manifest
+        deadline = time.monotonic() + self.timeout * PACKAGE_DEADLINE_FACTOR
+        source = _DeadlineSource(self.rc, deadline)
+        try:
+            parsed = parse_manifest(raw, mt, digest)
+            platform = None
+            if isinstance(parsed, Index):
+                choice = parsed.select(self.platform)
+                platform = str(choice.platform) if choice.platform else self.platform
+                raw, mt, digest = source.fetch_manifest(choice.digest)
+                parsed = parse_manifest(raw, mt, digest)
+            if not isinstance(parsed, Manifest):
+                return Check("package", Status.FAIL, "invalid-package",
+                             f"index entry {digest} is itself an index")
+            with tempfile.TemporaryDirectory(prefix="crossfetch-doctor-") as tmp, \
+                    open(Path(tmp) / "package.yaml", "wb") as sink:
+                read = extract_package(source, parsed, sink, tmp_dir=tmp)
+        except CrossfetchError as e:
+            fix = e.fix
+            if e.cause == "no-package-yaml":
+                fix = ("# this image is not a Crossplane package (no package.yaml in its base "
+                       "layer or anywhere).\n# Build and push it with the Crossplane CLI:\n"
+                       "crossplane xpkg build --package-root=. -o pkg.xpkg\n"
+                       f"crossplane xpkg push -f pkg.xpkg {self.decision.resolved}")
+            return _error_check("package", e, extra_fix=fix) if e.fix else Check(
+                "package", Status.FAIL, e.cause, e.message, fix, data={"error": e.to_dict()})
+        pkg = read.package
+        data: dict[str, Any] = {"kind": pkg.kind, "apiVersion": pkg.api_version,
+                                "name": pkg.name, "platform": platform,
+                                "base_layer": {"digest": read.layer.digest,
+                                               "size": read.layer.size, "how": read.how},
+                                "objects": dict(pkg.objects), "size": pkg.size}
+        how = {"annotation": "base layer (annotation)", "label": "base layer (config label)",
+               "flattened": "all layers flattened (no base layer marked)"}[read.how]
+        note = f"; {read.note}" if read.note else ""
+        return Check("package", Status.PASS, None,
+                     f"{pkg.kind} {pkg.name} ({pkg.api_version}), package.yaml {pkg.size} bytes "
+                     f"from {how} {read.layer.digest[:19]}…{note}", data=data)
+
+
+class _DeadlineSource:
+    """A BlobSource that gives up when the stage's total budget is spent, so a server that
+    trickles bytes cannot hold the doctor forever (per-read timeouts alone would not stop
+    it)."""
+
+    def __init__(self, rc: RegistryClient, deadline: float) -> None:
+        self.rc = rc
+        self.deadline = deadline
+
+    def _check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TransportError("the package stage ran out of time reading blobs",
+                                 cause="timeout", fix="raise --timeout if the link is slow")
+
+    def fetch_manifest(self, identifier: str) -> tuple[bytes, str, str]:
+        self._check()
+        return self.rc.fetch_manifest(identifier)
+
+    def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
+        self._check()
+        for chunk in self.rc.open_blob(desc):
+            self._check()
+            yield chunk

@@ -1,0 +1,291 @@
+"""The socket-level stages: ``dns``, ``tcp`` and ``tls``, each bounded by a timeout.
+
+They use sockets directly so each layer's failure is seen on its own, and the TLS stage uses
+the very :func:`~crossfetch.transport.tls.ssl_context` a pull uses, so a handshake that passes
+here passes there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import queue
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+from ..errors import CrossfetchError
+from ..policy.model import Endpoint, TLSMode
+from ..transport.tls import probe_first_bytes, speaks_tls, ssl_context
+from ..trust import CertInfo, fetch_chain
+from . import fixgen
+from .report import Check, Status
+
+MAX_ADDRESSES = 4
+"""Addresses tried by the TCP stage (a name with dozens of records must not multiply time)."""
+
+
+@dataclass
+class Target:
+    """Where one endpoint lives, and what the stages learned about it."""
+
+    registry: str
+    """``host[:port]`` as in references (IPv6 in brackets)."""
+    host: str
+    port: int
+    scheme: str
+    addresses: list[str] = field(default_factory=list)
+    connected: str | None = None
+    chain: list[CertInfo] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, ep: Endpoint) -> Target:
+        scheme, rest = ep.url.split("://", 1)
+        netloc = rest.split("/", 1)[0]
+        if netloc.startswith("["):
+            host, _, tail = netloc[1:].partition("]")
+            port_s = tail.removeprefix(":")
+        else:
+            host, _, port_s = netloc.partition(":")
+        port = int(port_s) if port_s else (443 if scheme == "https" else 80)
+        return cls(netloc, host, port, scheme)
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def is_localhost_name(host: str) -> bool:
+    h = host.lower().rstrip(".")
+    return h == "localhost" or h.endswith(".localhost")
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[str]:
+    """getaddrinfo with a deadline. The C resolver cannot be interrupted, so it runs in a
+    daemon thread that is abandoned (not joined) when it overruns."""
+    out: queue.Queue[list[str] | BaseException] = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            out.put(list(dict.fromkeys(str(i[4][0]) for i in infos)))
+        except BaseException as e:  # handed to the caller
+            out.put(e)
+
+    threading.Thread(target=run, name=f"doctor-dns-{host}", daemon=True).start()
+    try:
+        result = out.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError(f"no answer from the resolver within {timeout:g}s") from None
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def dns_stage(t: Target, timeout: float, *, in_cluster: bool) -> Check:
+    """Resolve the host; warn when it lands on loopback (a pod would reach itself)."""
+    loop_status = Status.FAIL if in_cluster else Status.WARN
+    where = ("this runs inside a pod, so the request reaches this pod itself" if in_cluster else
+             "fine on this machine, but inside a pod (Crossplane) it reaches the pod itself")
+    if is_ip(t.host):
+        t.addresses = [t.host]
+        if is_loopback(t.host):
+            return Check("dns", loop_status, "loopback-address",
+                         f"{t.host} is a loopback address: {where}",
+                         fixgen.loopback_fix(t.registry, t.host, is_ip=True),
+                         data={"addresses": t.addresses})
+        return Check("dns", Status.PASS, None, f"{t.host} is an IP address (no lookup)",
+                     data={"addresses": t.addresses})
+    try:
+        t.addresses = _resolve(t.host, t.port, timeout)
+    except (OSError, TimeoutError) as e:
+        if is_localhost_name(t.host):
+            # RFC 6761: *.localhost is loopback whatever the resolver says; keep diagnosing
+            # the server there. The pull itself will still fail on this machine.
+            t.addresses = ["127.0.0.1", "::1"]
+            return Check("dns", loop_status, "loopback-address",
+                         f"{t.host} is reserved for loopback (RFC 6761), though this machine's "
+                         f"resolver does not map it ({e}); {where}",
+                         fixgen.loopback_fix(t.registry, t.host, is_ip=False,
+                                             resolver_maps=False),
+                         data={"addresses": t.addresses, "resolver_maps": False})
+        cause = "timeout" if isinstance(e, TimeoutError) else "dns-failure"
+        return Check("dns", Status.FAIL, cause,
+                     f"cannot resolve {t.host}: {e}\nFrom a pod: cluster DNS must know this name, "
+                     "and a NetworkPolicy denying egress to port 53 would look the same.",
+                     fixgen.dns_failure_fix(t.host), data={"error": str(e)})
+    loop = [a for a in t.addresses if is_loopback(a)]
+    if loop or is_localhost_name(t.host):
+        return Check("dns", loop_status, "loopback-address",
+                     f"{t.host} resolves to {', '.join(t.addresses)} (loopback): {where}",
+                     fixgen.loopback_fix(t.registry, t.host, is_ip=False),
+                     data={"addresses": t.addresses})
+    return Check("dns", Status.PASS, None, f"{t.host} resolves to {', '.join(t.addresses)}",
+                 data={"addresses": t.addresses})
+
+
+def _sockaddr(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def tcp_stage(t: Target, timeout: float) -> Check:
+    """Open a TCP connection to each address in turn; the first that connects passes."""
+    errors: dict[str, str] = {}
+    kinds: list[str] = []
+    for addr in t.addresses[:MAX_ADDRESSES]:
+        try:
+            with socket.create_connection((addr, t.port), timeout=timeout):
+                t.connected = addr
+                note = f" (after {len(errors)} failed)" if errors else ""
+                return Check("tcp", Status.PASS, None,
+                             f"connected to {_sockaddr(addr, t.port)}{note}",
+                             data={"address": addr, "port": t.port, "errors": errors})
+        except TimeoutError:
+            kinds.append("timeout")
+            errors[addr] = f"no answer within {timeout:g}s"
+        except ConnectionRefusedError:
+            kinds.append("connection-refused")
+            errors[addr] = "connection refused"
+        except OSError as e:
+            kinds.append("connection-failed")
+            errors[addr] = e.strerror or str(e)
+    tried = ", ".join(f"{_sockaddr(a, t.port)}: {why}" for a, why in errors.items())
+    if "connection-refused" in kinds:
+        return Check("tcp", Status.FAIL, "connection-refused",
+                     f"{tried}\nSomething answered with a reset: nothing listens on port {t.port} "
+                     "there (wrong port, or the registry is down). A firewall REJECT rule looks "
+                     "the same; a NetworkPolicy drops packets instead, so it is not the likely "
+                     "cause.",
+                     f"# check the port in the reference ({t.port}) and that the registry "
+                     f"listens on it:\nss -ltnp | grep ':{t.port} '\n"
+                     f"curl -v https://{t.registry}/v2/",
+                     data={"port": t.port, "errors": errors})
+    if "timeout" in kinds:
+        return Check("tcp", Status.FAIL, "timeout",
+                     f"{tried}\nPackets are dropped: a NetworkPolicy (from a pod) or a firewall "
+                     "is likely, or the host is down.",
+                     "# from a pod, check NetworkPolicies:\nkubectl get networkpolicy -A -o yaml "
+                     f"> netpol.yaml && crossfetch doctor {t.registry}/<repo>:<tag> "
+                     "--network-policies netpol.yaml\n# else check firewall rules for TCP port "
+                     f"{t.port}; raise --timeout if the link is just slow",
+                     data={"port": t.port, "errors": errors})
+    return Check("tcp", Status.FAIL, "connection-failed",
+                 f"{tried or 'no address to connect to'}\nNo route to the host: a firewall REJECT "
+                 "rule or routing.",
+                 "# check routes and firewall rules to the registry", data={"errors": errors})
+
+
+def _verify_cause(e: ssl.SSLCertVerificationError) -> str:
+    code = getattr(e, "verify_code", None)
+    text = str(e)
+    if code == 10 or "expired" in text:
+        return "expired-certificate"
+    if code == 62 or "mismatch" in text:
+        return "hostname-mismatch"
+    return "untrusted-certificate"
+
+
+def _trust_sources(ep: Endpoint) -> str:
+    extra = [str(p) for p in ep.tls.ca_files] + [f"CA from {ep.tls.source}"
+                                                 for _ in ep.tls.ca_pem]
+    return "system roots" + (" + " + ", ".join(extra) if extra else " only")
+
+
+def tls_stage(t: Target, ep: Endpoint, timeout: float) -> Check:
+    """Handshake as a pull would (same context); name the certificate problem precisely."""
+    addr = t.connected or (t.addresses[0] if t.addresses else t.host)
+    if t.scheme == "http":
+        if speaks_tls(addr, t.port, timeout):
+            return Check("tls", Status.FAIL, "tls-expected",
+                         f"{t.registry} speaks TLS, but policy says plain HTTP (tls.mode Disabled "
+                         f"from {ep.tls.source})", fixgen.tls_expected_fix(t.registry))
+        return Check("tls", Status.PASS, None,
+                     f"plain HTTP, as policy says (tls.mode Disabled from {ep.tls.source})",
+                     data={"mode": "Disabled"})
+    try:
+        ctx = ssl_context(ep.tls)
+    except CrossfetchError as e:
+        return Check("tls", Status.FAIL, e.cause, e.message, e.fix)
+    try:
+        with socket.create_connection((addr, t.port), timeout=timeout) as raw:
+            raw.settimeout(timeout)
+            with ctx.wrap_socket(raw, server_hostname=t.host) as s:
+                version = s.version()
+                der = s.getpeercert(binary_form=True)
+    except ssl.SSLCertVerificationError as e:
+        return _cert_failure(t, ep, addr, timeout, e)
+    except TimeoutError:
+        return Check("tls", Status.FAIL, "timeout",
+                     f"TCP connected to {_sockaddr(addr, t.port)}, but no TLS answer came "
+                     f"within {timeout:g}s: the server does not speak first-byte TLS (a stuck "
+                     "server, or a proxy holding the connection).",
+                     "# check what listens there: curl -v https://" + t.registry + "/v2/ ; raise "
+                     "--timeout if the link is slow")
+    except (ssl.SSLError, OSError) as e:
+        first = b""
+        with contextlib.suppress(OSError):
+            first = probe_first_bytes(addr, t.port, timeout)
+        if first.startswith(b"HTTP/"):
+            if ep.tls.allow_http_fallback:
+                return Check("tls", Status.PASS, None,
+                             "the server speaks plain HTTP, and policy allows falling back to "
+                             f"it for this endpoint ({ep.tls.source})", data={"fallback": True})
+            return Check("tls", Status.FAIL, "plain-http",
+                         f"{t.registry} answered the TLS handshake in plain HTTP "
+                         f"(first bytes 'HTTP/'), and policy requires TLS "
+                         f"({ep.tls.mode.value}, {ep.tls.source})",
+                         fixgen.plain_http_fix(t.registry), data={"first_bytes": first.hex()})
+        return Check("tls", Status.FAIL, "tls-error",
+                     f"TLS handshake with {_sockaddr(addr, t.port)} failed: {e}",
+                     "# check that the port speaks TLS 1.2 or newer: openssl s_client -connect "
+                     f"{_sockaddr(addr, t.port)} -servername {t.host}")
+    info = CertInfo.from_der(der) if der else None
+    data = {"version": version, "mode": ep.tls.mode.value,
+            "certificate": info.to_dict() if info else None}
+    who = f"; certificate {info.subject}, issued by {info.issuer}, valid until " \
+          f"{info.not_after:%Y-%m-%d}" if info else ""
+    if ep.tls.mode is TLSMode.INSECURE:
+        return Check("tls", Status.WARN, "verification-disabled",
+                     f"{version} handshake done without verification (tls.mode Insecure from "
+                     f"{ep.tls.source}){who}",
+                     f"# verify instead: crossfetch trust {t.registry} shows the CA to pin",
+                     data=data)
+    return Check("tls", Status.PASS, None,
+                 f"{version}, verified against {_trust_sources(ep)}{who}", data=data)
+
+
+def _cert_failure(t: Target, ep: Endpoint, addr: str, timeout: float,
+                  e: ssl.SSLCertVerificationError) -> Check:
+    cause = _verify_cause(e)
+    try:
+        t.chain = fetch_chain(addr, t.port, timeout=timeout,
+                              server_name=None if is_ip(t.host) else t.host)
+    except CrossfetchError:
+        t.chain = []
+    leaf = t.chain[0] if t.chain else None
+    lines = [f"{e.verify_message or e} (verify code {e.verify_code}); trusted here: "
+             f"{_trust_sources(ep)}"]
+    for i, cert in enumerate(t.chain):
+        lines.append(f"presented certificate {i}:")
+        lines.append(cert.describe("  "))
+    if cause == "untrusted-certificate":
+        fix = fixgen.trust_fix(t.registry, t.chain)
+    elif cause == "hostname-mismatch":
+        fix = fixgen.hostname_fix(t.host, leaf)
+    else:
+        fix = fixgen.expired_fix(leaf)
+    return Check("tls", Status.FAIL, cause, "\n".join(lines), fix,
+                 data={"verify_code": e.verify_code, "verify_message": e.verify_message,
+                       "chain": [c.to_dict() for c in t.chain]})

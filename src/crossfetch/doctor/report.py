@@ -1,0 +1,109 @@
+"""The doctor's result: an ordered list of checks, each with a cause, detail and fix."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    PASS = "pass"  # noqa: S105 - a status, not a password
+    FAIL = "fail"
+    WARN = "warn"
+    SKIP = "skip"
+
+
+STAGES = ("reference", "policy", "dns", "tcp", "tls", "registry", "auth", "manifest",
+          "package", "networkpolicy")
+"""Stage names in run order, as they appear in JSON (``manifest`` appears twice: HEAD, GET)."""
+
+
+@dataclass
+class Check:
+    """One stage's verdict."""
+
+    name: str
+    status: Status
+    cause: str | None = None
+    """Machine-readable reason for ``fail``/``warn`` (e.g. ``untrusted-certificate``)."""
+    detail: str = ""
+    fix: str | None = None
+    """Ready-to-paste configuration or commands."""
+    seconds: float = 0.0
+    method: str | None = None
+    """``HEAD`` or ``GET`` for the two ``manifest`` checks."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Structured evidence (addresses, certificate, challenge, verdicts)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.method})" if self.method else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.method:
+            out["method"] = self.method
+        out.update({"status": self.status.value, "cause": self.cause, "detail": self.detail,
+                    "fix": self.fix, "ms": round(self.seconds * 1000, 1)})
+        if self.data:
+            out["data"] = self.data
+        return out
+
+
+@dataclass
+class Report:
+    """Everything ``doctor`` found for one reference."""
+
+    reference: str
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when a pull would succeed: no check failed (warnings allowed)."""
+        return not any(c.status is Status.FAIL for c in self.checks)
+
+    @property
+    def failure(self) -> Check | None:
+        return next((c for c in self.checks if c.status is Status.FAIL), None)
+
+    def get(self, name: str, method: str | None = None) -> Check | None:
+        return next((c for c in self.checks
+                     if c.name == name and (method is None or c.method == method)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "ok": self.ok,
+                "ms": round(self.seconds * 1000, 1),
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+_MARK = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.WARN: "warn", Status.SKIP: "skip"}
+
+
+def render_text(report: Report, *, verbose: bool = False) -> str:
+    """The human checklist: one line per check with its timing, then cause, detail and fix
+    for every check that did not simply pass (all details with ``verbose``)."""
+    width = max(len(c.label) for c in report.checks) if report.checks else 10
+    lines = [f"crossfetch doctor {report.reference}"]
+    for c in report.checks:
+        ms = "" if c.status is Status.SKIP else f"{c.seconds * 1000:7.1f} ms"
+        head = c.detail.splitlines()[0] if c.detail else ""
+        if c.cause and c.status in (Status.FAIL, Status.WARN):
+            head = f"{c.cause}: {head}"
+        lines.append(f"  [{_MARK[c.status]}] {c.label:<{width}} {ms:>10}  {head}".rstrip())
+        if c.status in (Status.FAIL, Status.WARN) or verbose:
+            lines += [f"{' ' * 11}{line}" for line in c.detail.splitlines()[1:]]
+        if c.fix and c.status in (Status.FAIL, Status.WARN):
+            lines.append(f"{' ' * 11}fix:")
+            lines += [f"{' ' * 13}{line}" if line else "" for line in c.fix.splitlines()]
+    total = f"{report.seconds * 1000:.0f} ms"
+    if report.ok:
+        warns = [c.label for c in report.checks if c.status is Status.WARN]
+        extra = f" (warnings: {', '.join(warns)})" if warns else ""
+        lines.append(f"result: a pull would succeed{extra}  [{total}]")
+    else:
+        bad = report.failure
+        assert bad is not None
+        lines.append(f"result: a pull would fail at {bad.label}: {bad.cause}  [{total}]")
+    return "\n".join(lines) + "\n"
