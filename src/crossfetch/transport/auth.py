@@ -202,8 +202,7 @@ class RegistryAuth(httpx.Auth):
     def _ours(self, request: httpx.Request) -> bool:
         """Only the endpoint's own host ever gets credentials, whatever sent the request."""
         own = httpx.URL(self.transport.effective_url(self.endpoint))
-        return (request.url.host.lower(), request.url.port or _default_port(request.url)) == \
-            (own.host.lower(), own.port or _default_port(own))
+        return request.url.scheme == own.scheme and _host_port(request.url) == _host_port(own)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if not self._ours(request):

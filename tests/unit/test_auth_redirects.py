@@ -1,0 +1,110 @@
+"""Transport redirect rules with the auth flow attached (httpx MockTransport, no network):
+no credentials to another host, never https -> http, never link-local or metadata targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from crossfetch.errors import PolicyRefused, TransportError
+from crossfetch.policy.model import AuthPolicy, Credential, Decision, Endpoint, Source
+from crossfetch.reference import Reference
+from crossfetch.transport.auth import RegistryAuth
+from crossfetch.transport.http import Transport
+
+REG = "registry.example"
+PASSWORD = "s3cret-redirect-pw"
+
+
+@dataclass
+class Keys:
+    def describe(self, registry: str) -> Source | None:
+        return Source("flag", "--username")
+
+    def resolve(self, registry: str) -> Credential | None:
+        return Credential(username="alice", password=PASSWORD, source=Source("flag", "x"))
+
+
+@dataclass
+class World:
+    """Hosts answering through one MockTransport; records every request by host."""
+
+    location: str
+    seen: dict[str, list[httpx.Request]] = field(default_factory=dict)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.seen.setdefault(request.url.host, []).append(request)
+        if request.url.host == REG:
+            if "authorization" not in request.headers:
+                return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+            return httpx.Response(307, headers={"Location": self.location})
+        return httpx.Response(200, content=b"blob")
+
+
+def transport_for(world: World) -> Transport:
+    t = Transport(retries=0)
+    client = httpx.Client(transport=httpx.MockTransport(world.handler), follow_redirects=False)
+    t._client = lambda ep, scheme: client  # type: ignore[method-assign]
+    return t
+
+
+def fetch(world: World) -> httpx.Response:
+    t = transport_for(world)
+    ref = Reference.parse(f"{REG}/team/app:v1")
+    ep = Endpoint(url=f"https://{REG}")
+    d = Decision(ref, ref, (ep,), AuthPolicy(Keys()))
+    auth = RegistryAuth(ep, d, "pull", transport=t)
+    return t.send(ep, "GET", "/v2/team/app/blobs/sha256:" + "a" * 64, auth=auth,
+                  headers={"Accept": "*/*"}, follow_redirects=True)
+
+
+def test_cross_host_redirect_carries_no_authorization() -> None:
+    world = World("https://storage.example/bucket/blob?sig=abc")
+    resp = fetch(world)
+    assert resp.status_code == 200
+    [_, at_registry_auth] = world.seen[REG]
+    assert at_registry_auth.headers["authorization"].startswith("Basic ")
+    [at_storage] = world.seen["storage.example"]
+    assert "authorization" not in at_storage.headers
+    assert PASSWORD not in str(at_storage.headers)
+
+
+def test_same_host_redirect_keeps_authorization() -> None:
+    world = World(f"https://{REG}/v2/other-path")
+    t = transport_for(world)
+    ref = Reference.parse(f"{REG}/team/app:v1")
+    ep = Endpoint(url=f"https://{REG}")
+    d = Decision(ref, ref, (ep,), AuthPolicy(Keys()))
+    auth = RegistryAuth(ep, d, "pull", transport=t)
+    with pytest.raises(TransportError):  # the mock redirects forever
+        t.send(ep, "GET", "/v2/x", auth=auth, follow_redirects=True)
+    later = world.seen[REG][2:]
+    assert later and all("authorization" in r.headers for r in later)
+
+
+@pytest.mark.parametrize("location", [
+    "http://storage.example/blob",
+    f"http://{REG}/blob",
+])
+def test_redirect_from_https_to_http_is_refused(location: str) -> None:
+    world = World(location)
+    with pytest.raises(PolicyRefused) as info:
+        fetch(world)
+    assert info.value.cause == "unsafe-redirect"
+    assert "storage.example" not in world.seen
+    assert len(world.seen[REG]) == 2  # the challenge, then the redirect; nothing after
+
+
+@pytest.mark.parametrize("location", [
+    "https://169.254.169.254/latest/meta-data/iam/security-credentials/",
+    "https://[fe80::a9fe:a9fe]/x",
+    "https://metadata.google.internal/computeMetadata/v1/",
+    "file:///etc/passwd",
+])
+def test_redirect_to_link_local_metadata_or_other_schemes_is_refused(location: str) -> None:
+    world = World(location)
+    with pytest.raises(PolicyRefused):
+        fetch(world)
+    assert set(world.seen) == {REG}
