@@ -300,7 +300,7 @@ def test_registries_conf_digest_only_mirror_never_resolves_a_tag(
     with client_for(tmp_path, registries_conf=str(conf)) as c:
         assert c.head(b.ref).digest == b.x.manifest_digest
         # Content pinned to a digest may come from the mirror.
-        raw, _, digest = c.registry(c.decide(b.ref)).fetch_manifest(b.x.manifest_digest)
+        _, _, digest = c.registry(c.decide(b.ref)).fetch_manifest(b.x.manifest_digest)
         assert digest == b.x.manifest_digest
     assert _manifest_requests(b.mirror, m, "v1") == []
     assert _manifest_requests(b.mirror, m, b.x.manifest_digest) == ["GET 200"]
@@ -432,9 +432,9 @@ def test_blocked_prefix_is_refused_before_any_request(
     assert http_registry.requests(since=mark) == []
     # A sibling prefix is not blocked.
     other = packages["provider_kubernetes"]
-    with client_for(tmp_path, registries_conf=str(conf)) as c:
-        with pytest.raises(TransportError):  # not blocked: it gets as far as TLS to a plain port
-            c.head(http_registry.ref(other.ref))
+    # Not blocked: it gets as far as the TLS handshake with a plain-HTTP port.
+    with client_for(tmp_path, registries_conf=str(conf)) as c, pytest.raises(TransportError):
+        c.head(http_registry.ref(other.ref))
 
 
 # -- end to end through the CLI --------------------------------------------------------------

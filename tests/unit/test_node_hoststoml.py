@@ -155,7 +155,7 @@ def test_client_certificate_without_key(tmp_path: Path, pki: PKI) -> None:
         parse_hosts_toml(p, "x")
     assert e.value.line == 1 and "client = [[" in (e.value.fix or "")
     p = hosts(tmp_path, f'client = [["{pki.client.cert}", "{tmp_path}/gone.key"]]\n')
-    with pytest.raises(ConfigError, match="gone.key does not exist"):
+    with pytest.raises(ConfigError, match=r"gone\.key does not exist"):
         parse_hosts_toml(p, "x")
 
 
