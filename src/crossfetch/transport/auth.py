@@ -404,10 +404,6 @@ class RegistryAuth(httpx.Auth):
             "access control")
 
 
-def _default_port(url: httpx.URL) -> int:
-    return 443 if url.scheme == "https" else 80
-
-
 def _read_capped(resp: httpx.Response, where: str) -> bytes:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_TOKEN_RESPONSE:
