@@ -179,22 +179,32 @@ def _imageconfig(decision: Decision, prefix: str) -> str:
         comments.append(f"# clientCertSecretRef is crossfetch's addition; create the Secret with:"
                         f"\n#   kubectl create secret tls {sec} --cert={up.tls.client.cert} "
                         f"--key={up.tls.client.key}")
-    spec: dict[str, Any] = {"matchImages": [{"type": "Prefix", "prefix": prefix}],
-                            "registry": {"tls": tls}}
     target = _location(up, decision)
+    ics: list[dict[str, Any]] = []
+    tls_prefix = prefix
     if up.host != decision.reference.api_registry or \
             _repo_prefix(up, decision) != decision.reference.repository.removesuffix(
                 EXPORT_PROBE).rstrip("/"):
-        spec["rewriteImage"] = {"prefix": target + "/"}
+        # TLS is matched against the rewritten reference (as Crossplane matches pull
+        # secrets), so it needs its own ImageConfig for the target prefix.
+        tls_prefix = target + "/"
+        ics.append(_ic(name, prefix, {"rewriteImage": {"prefix": tls_prefix}}))
+    ics.append(_ic(object_name(tls_prefix.rstrip("/"), "tls") if ics else name, tls_prefix,
+                   {"registry": {"tls": tls}}))
     for ep in decision.endpoints[:-1]:
         comments.append(f"# ImageConfig cannot express mirror {ep.url} "
                         f"({', '.join(sorted(ep.capabilities))}); keep it in the node files.")
     if decision.blocked is not None:
         comments.append(f"# Blocked by {decision.blocked}: ImageConfig cannot block a prefix.")
-    docs.insert(0, {"apiVersion": "pkg.crossplane.io/v1beta1", "kind": "ImageConfig",
-                    "metadata": {"name": name}, "spec": spec})
+    docs = ics + docs
     body = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
     return "\n".join(comments) + "\n" + body
+
+
+def _ic(name: str, prefix: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "pkg.crossplane.io/v1beta1", "kind": "ImageConfig",
+            "metadata": {"name": name},
+            "spec": {"matchImages": [{"type": "Prefix", "prefix": prefix}], **spec}}
 
 
 def _toml_str(s: str) -> str:
