@@ -108,3 +108,18 @@ def test_redirect_to_link_local_metadata_or_other_schemes_is_refused(location: s
     with pytest.raises(PolicyRefused):
         fetch(world)
     assert set(world.seen) == {REG}
+
+
+def test_transport_itself_strips_auth_and_headers_across_hosts() -> None:
+    """The Transport rule on its own: even a naive auth that signs every request, and an
+    Authorization header passed by the caller, never reach the other host."""
+    world = World("https://storage.example/blob")
+    t = transport_for(world)
+    ep = Endpoint(url=f"https://{REG}")
+    resp = t.send(ep, "GET", "/v2/team/app/blobs/x", auth=httpx.BasicAuth("alice", PASSWORD),
+                  headers={"X-Trace": "1"}, follow_redirects=True)
+    assert resp.status_code == 200
+    assert world.seen[REG][-1].headers["authorization"].startswith("Basic ")
+    [at_storage] = world.seen["storage.example"]
+    assert "authorization" not in at_storage.headers
+    assert "x-trace" not in at_storage.headers
