@@ -12,7 +12,7 @@ from ...errors import ConfigError
 from ..model import ClientCert, Source
 
 MAX_NODE_FILE_BYTES = 4 * 1024 * 1024
-_TOML_LINE = re.compile(r"at line (\d+)")
+_TOML_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
 _HEADER = re.compile(r"^\s*\[")
 
 
@@ -36,7 +36,7 @@ def load_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = _TOML_LINE.search(str(e))
-        reason = _TOML_LINE.sub("", str(e)).replace("()", "").strip(" (")
+        reason = _TOML_LINE.sub("", str(e)) + (f" (column {m.group(2)})" if m else "")
         raise ConfigError(f"invalid TOML in {what}: {reason}", file=str(path),
                           line=int(m.group(1)) if m else None,
                           fix="fix the TOML syntax at that line (strings need double quotes, "
