@@ -68,9 +68,9 @@ class FakeTransport:
         return ep.url
 
     def request(self, ep: Endpoint, method: str, url: str, *, headers: dict[str, str] | None = None,
-                auth: httpx.Auth | None = None, stream: bool = False, **kw: object
-                ) -> httpx.Response:
-        req = httpx.Request(method, url, headers=headers)
+                auth: httpx.Auth | None = None, stream: bool = False,
+                content: bytes | None = None, **kw: object) -> httpx.Response:
+        req = httpx.Request(method, url, headers=headers, content=content)
         if auth is not None:
             req = next(auth.auth_flow(req))
         self.requests.append((ep, req))

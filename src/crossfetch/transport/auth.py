@@ -131,18 +131,6 @@ def _host_port(url: httpx.URL) -> str:
     return f"{host.lower()}:{port}"
 
 
-class _FormBody(httpx.Auth):
-    """Puts a form body on a request: :meth:`Transport.request` takes no body argument."""
-
-    def __init__(self, form: dict[str, str]) -> None:
-        self.body = urlencode(form).encode()
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-        yield httpx.Request(request.method, request.url, headers=headers, content=self.body)
-
-
 # --- the flow -----------------------------------------------------------------------------
 
 
@@ -339,13 +327,14 @@ class RegistryAuth(httpx.Auth):
                cred: Credential | None) -> tuple[str, float]:
         ep = self._realm_endpoint(url)
         headers = {"Accept": "application/json"}
-        body: _FormBody | None = None
+        body: bytes | None = None
         if cred is not None and cred.identity_token:
             form = {"grant_type": "refresh_token", "refresh_token": cred.identity_token,
                     "client_id": CLIENT_ID, "scope": " ".join(scopes)}
             if service:
                 form["service"] = service
-            body, method, target = _FormBody(form), "POST", url
+            body, method, target = urlencode(form).encode(), "POST", url
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         else:
             params: list[tuple[str, str | int | float | bool | None]] = \
                 [("service", service)] if service else []
@@ -355,7 +344,7 @@ class RegistryAuth(httpx.Auth):
                 basic = f"{cred.username or ''}:{cred.password}".encode()
                 headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
             method, target = "GET", url.copy_merge_params(httpx.QueryParams(params))
-        resp = self.transport.request(ep, method, str(target), headers=headers, auth=body,
+        resp = self.transport.request(ep, method, str(target), headers=headers, content=body,
                                       stream=True)
         try:
             data = _read_capped(resp, str(url))

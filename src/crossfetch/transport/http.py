@@ -174,13 +174,13 @@ class Transport:
     def request(self, ep: Endpoint, method: str, url: str, *,
                 headers: dict[str, str] | None = None, auth: httpx.Auth | None = None,
                 stream: bool = False, follow_redirects: bool = False,
-                retries: int | None = None) -> httpx.Response:
+                retries: int | None = None, content: bytes | None = None) -> httpx.Response:
         """Send one request to ``ep`` (``url`` is absolute, built from :meth:`effective_url`).
 
         Redirects, when followed, obey the rules in this module's docstring. With
         ``stream=True`` the caller must close the response.
         """
-        resp = self._send_retrying(ep, method, url, headers, auth, stream, retries)
+        resp = self._send_retrying(ep, method, url, headers, auth, stream, retries, content=content)
         hops = 0
         while follow_redirects and resp.is_redirect:
             hops += 1
@@ -217,12 +217,13 @@ class Transport:
 
     def _send_retrying(self, ep: Endpoint, method: str, url: str,
                        headers: dict[str, str] | None, auth: httpx.Auth | None, stream: bool,
-                       retries: int | None, foreign: bool = False) -> httpx.Response:
+                       retries: int | None, foreign: bool = False,
+                       content: bytes | None = None) -> httpx.Response:
         attempts = 1 + (self.retries if retries is None else retries)
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = self._send_once(ep, method, url, headers, auth, stream, foreign)
+                resp = self._send_once(ep, method, url, headers, auth, stream, foreign, content)
             except TransportError as e:
                 if last or e.cause not in ("connection-refused", "connection-reset", "timeout",
                                            "connection-failed"):
@@ -243,10 +244,11 @@ class Transport:
         return float(min(self.backoff * (2**attempt), 5.0) * (0.5 + random.random() / 2))
 
     def _send_once(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
-                   auth: httpx.Auth | None, stream: bool, foreign: bool) -> httpx.Response:
+                   auth: httpx.Auth | None, stream: bool, foreign: bool,
+                   content: bytes | None = None) -> httpx.Response:
         scheme = urlsplit(url).scheme
         client = self._client(ep, scheme) if not foreign else self._foreign_client(ep, scheme)
-        req = client.build_request(method, url, headers=headers)
+        req = client.build_request(method, url, headers=headers, content=content)
         try:
             resp = client.send(req, auth=auth, stream=True) if auth else client.send(req,
                                                                                     stream=True)
