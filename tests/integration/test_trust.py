@@ -174,3 +174,14 @@ def test_trust_against_plain_http_fails_clearly(http_registry: Registry) -> None
     r = invoke("trust", http_registry.host)
     assert r.exit_code == 1
     assert "TLS handshake" in r.stderr
+
+
+@pytest.mark.parametrize(("answer", "code"), [("y\n", 0), ("n\n", 1)])
+def test_interactive_yes_on_a_terminal(self_signed_registry: Registry, pki: PKI,
+                                       monkeypatch: pytest.MonkeyPatch, answer: str,
+                                       code: int) -> None:
+    monkeypatch.setattr("crossfetch.cli.trust_cmds._interactive", lambda: True)
+    r = CliRunner().invoke(cli, ["trust", self_signed_registry.host], input=answer)
+    assert r.exit_code == code, r.output
+    assert "Trust " in r.output and fp(pki.self_signed.cert).removeprefix("sha256:") in r.output
+    assert ("-----BEGIN CERTIFICATE-----" in r.stdout) == (code == 0)

@@ -12,6 +12,11 @@ import click
 from .common import emit_json, handle_errors, output_option
 
 
+def _interactive() -> bool:
+    """A person can answer: stdin and stderr (where the question goes) are terminals."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
 def _say(text: str, to_stderr: bool) -> None:
     click.echo(text, err=to_stderr)
 
@@ -120,7 +125,7 @@ def trust(target: str, fingerprint: str | None, secret_file: str | None, emits: 
                 fix="check with the registry's owner which certificate is right; a different "
                 "certificate can mean the connection is intercepted")
     elif not secret_file:
-        if (sys.stdin.isatty() or assume_yes) and output_format != "json":
+        if (assume_yes or _interactive()) and output_format != "json":
             ok = assume_yes or click.confirm(
                 f"Trust {anchor.subject} (sha256 {anchor.fingerprint.removeprefix('sha256:')}) "
                 f"for {registry}?", default=False, err=True)
