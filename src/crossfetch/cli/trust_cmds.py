@@ -133,7 +133,8 @@ def trust(target: str, fingerprint: str | None, secret_file: str | None, emits: 
                 raise PolicyRefused("not trusted: answered no", cause="not-confirmed")
         else:
             argv = ["crossfetch", "trust", target, "--fingerprint", anchor.fingerprint]
-            argv += [a for k in kinds for a in ("--emit", k)] + (["-o", out] if out else [])
+            argv += [a for k in kinds if k != "pem" for a in ("--emit", k)]
+            argv += ["-o", out] if out else []
             cmd = shlex.join(argv)
             if output_format == "json":
                 emit_json({"ok": False, "cause": "fingerprint-required", "host": registry,
