@@ -470,3 +470,21 @@ def test_networkpolicy_is_evaluated_even_when_the_network_fails(dropping_port: i
     assert check(report, "tcp")["cause"] == "timeout"
     assert check(report, "networkpolicy")["cause"] == "egress-blocked"
     assert check(report, "tls")["status"] == "skip" and code == 1
+
+
+@pytest.mark.parametrize(("password", "ok"), [("s3cret", True), ("wrong", False)])
+def test_auth_with_credentials(basic_auth_registry: Registry, pki: PKI, password: str, ok: bool,
+                               packages: dict[str, PushedPackage]) -> None:
+    result = CliRunner().invoke(
+        cli, ["doctor", f"{basic_auth_registry.host}/{packages[FN].ref}", "--ca-bundle",
+              str(pki.ca_cert), "--no-node-config", "--username", "alice", "--password-stdin",
+              "-O", "json"], input=f"{password}\n")
+    report = json.loads(result.stdout)
+    auth = check(report, "auth")
+    assert auth["data"]["credentials"]  # where the credentials came from is named
+    if ok:
+        assert result.exit_code == 0 and auth["status"] == "pass"
+        assert check(report, "package")["status"] == "pass"
+    else:
+        assert result.exit_code == 1 and auth["cause"] == "unauthorized"
+        assert "refused" in auth["detail"]
