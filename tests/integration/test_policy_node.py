@@ -220,6 +220,8 @@ def test_mtls_refused_without_client_pair(tmp_path: Path, pki: PKI, mtls_registr
     assert proc.returncode == 1
     err = json.loads(proc.stdout)
     assert err["ok"] is False and "TLS" in err["message"], err
+    assert err["cause"] == "client-certificate-required", err
+    assert "clientCertSecretRef" in err["fix"]
     assert mtls_registry.requests(since=mark) == []
 
 

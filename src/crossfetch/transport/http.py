@@ -297,6 +297,18 @@ class Transport:
                 return TLSError(f"TLS certificate verification failed for {parts.netloc}: "
                                 f"{_innermost(e)}", url=url, host=host, mode=mode, cause=cause,
                                 fix=fix)
+            alert = _innermost(e).upper()
+            if "CERTIFICATE_REQUIRED" in alert or "BAD_CERTIFICATE" in alert or \
+                    ("UNKNOWN_CA" in alert and ep.tls.client is not None):
+                sent = f"the client certificate {ep.tls.client.cert} was refused" \
+                    if ep.tls.client else "no client certificate was sent"
+                return TLSError(
+                    f"{parts.netloc} requires a client certificate (mutual TLS) and {sent}: "
+                    f"{_innermost(e)}", url=url, host=host, mode=mode,
+                    cause="client-certificate-required",
+                    fix="give a client certificate signed by a CA the registry trusts: a "
+                    f"hosts.toml `client` for {parts.netloc}, certs.d client.cert/client.key, or "
+                    "an ImageConfig spec.registry.tls.clientCertSecretRef")
             if speaks_plain_http(host, port, self.timeouts.connect):
                 if ep.tls.allow_http_fallback:
                     return _FallbackToHTTP(url)
