@@ -487,4 +487,4 @@ def test_auth_with_credentials(basic_auth_registry: Registry, pki: PKI, password
         assert check(report, "package")["status"] == "pass"
     else:
         assert result.exit_code == 1 and auth["cause"] == "unauthorized"
-        assert "refused" in auth["detail"]
+        assert "rejected" in auth["detail"] and auth["data"]["challenge"]["scheme"] == "Basic"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import CrossfetchError, TransportError
+from ..errors import CrossfetchError, TransportError, Unauthorized
 from ..oci import ACCEPT, Descriptor, Index, Manifest, parse_manifest
 from ..registry import HEAD_FALLBACK, RegistryClient
 from . import fixgen
@@ -140,6 +140,17 @@ class ApiStages:
         try:
             resp = self.transport.send(self.ep, "GET", _v2_path(self.ep), auth=self._auth(),
                                        retries=0)
+        except Unauthorized as e:
+            # The auth flow's own verdict (e.g. credentials-rejected) stays in data; the
+            # stage's cause is the one users and scripts look for.
+            scheme = ch.get("scheme", "(none)")
+            realm = f" realm={ch['realm']!r}" if ch.get("realm") else ""
+            return Check("auth", Status.FAIL, "unauthorized",
+                         f"{e.message}\nchallenge: {scheme}{realm}; {creds}",
+                         (f"# {e.fix}\n" if e.fix else "")
+                         + fixgen.unauthorized_fix(self.registry),
+                         data={"challenge": ch, "credentials": str(source) if source else None,
+                               "error": e.to_dict()})
         except CrossfetchError as e:
             return _error_check("auth", e)
         data = {"challenge": ch, "credentials": str(source) if source else None,
