@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,44 @@ def test_cri_disabled(tmp_path: Path, hosts_dir: Path) -> None:
         r = cf("pull", "127.0.0.1:5000/x/y:v1", "-O", "json", cache=tmp_path, runtime=c)
     assert r.returncode == 1
     assert json.loads(r.stdout)["cause"] == "cri-disabled"
+
+
+def doctor(ref: str, runtime_endpoint: str) -> tuple[int, dict[str, Any]]:
+    r = subprocess.run([*CLI, "doctor", ref, "--via", "cri", "--runtime-endpoint",
+                        runtime_endpoint, "--no-node-config", "-O", "json"],
+                       capture_output=True, text=True, timeout=180, check=False)
+    return r.returncode, json.loads(r.stdout)
+
+
+def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_doctor_via_cri_adds_a_runtime_stage(
+        tmp_path: Path, hosts_dir: Path, containerd: Containerd, http_registry: Registry,
+        packages: dict[str, PushedPackage]) -> None:
+    p = packages["configuration"]
+    write_hosts_toml(hosts_dir, http_registry.host, http_registry.host, plain_http=True)
+    code, report = doctor(http_registry.ref(p.ref), containerd.endpoint)
+    checks = by_name(report)
+    assert code == 0 and report["ok"], report
+    rt = checks["runtime"]
+    assert rt["status"] == "pass" and rt["data"]["runtime"] == "containerd"
+    assert rt["data"]["version"] and rt["data"]["pulled"] is True
+    assert checks["package"]["status"] == "pass"
+    assert checks["tls"]["status"] == "skip" and "--via cri" in checks["tls"]["detail"]
+
+
+def test_doctor_via_cri_reports_a_refused_pull_and_a_missing_socket(
+        tmp_path: Path, hosts_dir: Path, containerd: Containerd, http_registry: Registry,
+        packages: dict[str, PushedPackage]) -> None:
+    p = packages["configuration"]
+    write_hosts_toml(hosts_dir, http_registry.host, f"https://{http_registry.host}")
+    code, report = doctor(http_registry.ref(p.ref), containerd.endpoint)
+    rt = by_name(report)["runtime"]
+    assert code == 1 and rt["status"] == "fail" and rt["cause"] == "pull-refused", rt
+    assert "hosts.toml" in rt["fix"]
+    assert by_name(report)["package"]["status"] == "skip"
+    code, report = doctor(http_registry.ref(p.ref), f"unix://{tmp_path}/none.sock")
+    rt = by_name(report)["runtime"]
+    assert code == 1 and rt["cause"] == "socket-missing", rt

@@ -37,11 +37,20 @@ def _labels(text: str | None) -> dict[str, str] | None:
               help="Treat loopback addresses as failures (inside a pod they reach the pod "
               "itself). Default: detected from KUBERNETES_SERVICE_HOST.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every check's full detail.")
+@click.option("--via", type=click.Choice(["direct", "cri"]), default="direct", show_default=True,
+              help="cri: diagnose the node path instead: runtime socket, name and version, the "
+              "runtime's pull, and the package read from its content store.")
+@click.option("--runtime-endpoint", metavar="URL",
+              default="unix:///run/containerd/containerd.sock", show_default=True,
+              help="The runtime's CRI socket, for --via cri.")
+@click.option("--runtime-namespace", default="k8s.io", show_default=True,
+              help="containerd namespace (kubelet uses k8s.io).")
 @policy_options
 @output_option
 @handle_errors
 def doctor(ref: str, platform: str | None, netpol_file: str | None, pod_namespace: str,
-           pod_labels: str, in_cluster: bool | None, verbose: bool, output_format: str,
+           pod_labels: str, in_cluster: bool | None, verbose: bool, via: str,
+           runtime_endpoint: str, runtime_namespace: str, output_format: str,
            **params: Any) -> None:
     """Diagnose why REF cannot be pulled: reference, policy, dns, tcp, tls, registry, auth,
     manifest (HEAD and GET), package, and with --network-policies the Crossplane pod's egress.
@@ -67,7 +76,8 @@ def doctor(ref: str, platform: str | None, netpol_file: str | None, pod_namespac
     with Doctor(build_policy(params), timeout=params.get("timeout"),
                 default_registry=params.get("default_registry"), platform=platform,
                 network_policies=policies, pod_namespace=pod_namespace,
-                pod_labels=_labels(pod_labels), in_cluster=in_cluster) as doc:
+                pod_labels=_labels(pod_labels), in_cluster=in_cluster, via=via,
+                runtime_endpoint=runtime_endpoint, runtime_namespace=runtime_namespace) as doc:
         report = doc.run(ref)
     if output_format == "json":
         emit_json(report.to_dict())

@@ -19,7 +19,7 @@ from ..errors import CrossfetchError
 from ..reference import Reference
 from .api import ApiStages
 from .net import Target, dns_stage, is_ip, tcp_stage, tls_stage
-from .report import STAGES, Check, Report, Status
+from .report import DIRECT_ONLY, STAGES, Check, Report, Status
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -43,7 +43,9 @@ class Doctor:
                  default_registry: str | None = None, platform: str | None = None,
                  network_policies: Sequence[NetworkPolicy] | None = None,
                  pod_namespace: str | None = None, pod_labels: Mapping[str, str] | None = None,
-                 in_cluster: bool | None = None) -> None:
+                 in_cluster: bool | None = None, via: str = "direct",
+                 runtime_endpoint: str | None = None,
+                 runtime_namespace: str | None = None) -> None:
         from ..client import Client
         from ..policy.resolver import Policy
         from ..transport.http import Timeouts, Transport
@@ -58,8 +60,11 @@ class Doctor:
         # Retries off: a diagnosis reports the first failure, it does not hide it.
         transport = Transport(timeouts=Timeouts(connect=self.timeout, read=self.timeout),
                               retries=0)
+        self.via = via
         self.client: Client = Client(policy or Policy(), transport=transport,
-                                     default_registry=default_registry, platform=platform)
+                                     default_registry=default_registry, platform=platform,
+                                     via=via, runtime_endpoint=runtime_endpoint,
+                                     runtime_namespace=runtime_namespace)
 
     def close(self) -> None:
         self.client.close()
@@ -120,6 +125,13 @@ class _Run:
                 and self.add("policy", self._policy)):
             return
         assert self.decision is not None
+        if self.d.via == "cri":
+            from .runtime import cri_package_stage, runtime_stage
+
+            client, decision = self.d.client, self.decision
+            if self.add("runtime", lambda: runtime_stage(client, decision)):
+                self.add("package", lambda: cri_package_stage(client, decision))
+            return
         try:
             chain_ok = self._network()
             if chain_ok:
@@ -133,7 +145,14 @@ class _Run:
         for name in STAGES:
             if name == "networkpolicy" and self.d.network_policies is None:
                 continue
+            if name == "runtime" and self.d.via != "cri":
+                continue
             if name in done:
+                continue
+            if self.d.via == "cri" and name in DIRECT_ONLY:
+                self.report.checks.append(Check(
+                    name, Status.SKIP, detail="not used with --via cri: the node's runtime "
+                    "reaches the registry under its own hosts.toml"))
                 continue
             methods: Sequence[str | None] = ("HEAD", "GET") if name == "manifest" else (None,)
             for m in methods:

@@ -14,8 +14,10 @@ class Status(enum.StrEnum):
     SKIP = "skip"
 
 
-STAGES = ("reference", "policy", "dns", "tcp", "tls", "registry", "auth", "manifest",
+STAGES = ("reference", "policy", "runtime", "dns", "tcp", "tls", "registry", "auth", "manifest",
           "package", "networkpolicy")
+DIRECT_ONLY = frozenset({"dns", "tcp", "tls", "registry", "auth", "manifest"})
+"""Stages the node path (``--via cri``) leaves to the runtime; ``runtime`` is its own."""
 """Stage names in run order, as they appear in JSON (``manifest`` appears twice: HEAD, GET)."""
 
 

@@ -1,0 +1,59 @@
+"""The node path's stages (``doctor --via cri``): is the runtime there, can it pull, and does
+its copy of the image hold a package."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from .report import Check, Status
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..policy.model import Decision
+
+
+def runtime_stage(client: Client, decision: Decision) -> Check:
+    """Socket reachable, runtime name and version from CRI ``Version``, then the pull (or
+    the image already present), exactly as kubelet would ask for it."""
+    from ..cri import AuthConfig
+
+    ref = str(decision.resolved)
+    keychain = decision.auth.keychain
+    cred = keychain.resolve(decision.resolved.registry) if keychain else None
+    auth = None
+    if cred is not None:
+        auth = AuthConfig(username=cred.username or "", password=cred.password or "",
+                          identity_token=cred.identity_token or "",
+                          registry_token=cred.registry_token or "",
+                          server_address=f"https://{decision.resolved.registry}")
+    with client.runtime() as rt:
+        version = rt.version()
+        ensured = rt.ensure(ref, auth)
+    data: dict[str, Any] = {"endpoint": rt.endpoint, "runtime": version.runtime_name,
+                            "version": version.runtime_version,
+                            "apiVersion": version.runtime_api_version,
+                            "pulled": ensured.pulled, "credentials": bool(cred)}
+    what = "pulled it" if ensured.pulled else "already had it (no registry request)"
+    return Check("runtime", Status.PASS, None,
+                 f"{version.runtime_name} {version.runtime_version} at {rt.endpoint} "
+                 f"(CRI {version.runtime_api_version}) {what}: {ref}", data=data)
+
+
+def cri_package_stage(client: Client, decision: Decision) -> Check:
+    """Read the package from the runtime's content store, into a throwaway cache."""
+    from ..cache import Cache
+    from ..client import Client as _Client
+
+    with tempfile.TemporaryDirectory(prefix="crossfetch-doctor-") as tmp, _Client(
+            client.policy, cache=Cache(tmp), pull_policy="Always", platform=client.platform,
+            via="cri", runtime_endpoint=client.runtime_endpoint,
+            runtime_namespace=client.runtime_namespace) as c:
+        res = c.pull(decision.reference)
+        pkg = res.package
+        base = res.base_layer or {}
+        return Check("package", Status.PASS, None,
+                     f"{pkg.kind} {pkg.name} ({pkg.api_version}), package.yaml {pkg.size} bytes "
+                     f"from the runtime's content store, base layer ({base.get('how')}) "
+                     f"{str(base.get('digest', ''))[:19]}…",
+                     data={"digest": res.digest, "kind": pkg.kind, "name": pkg.name})
