@@ -266,14 +266,9 @@ class Client:
 
         resolved = decision.resolved
         ref = str(resolved)
-        auth = None
         keychain = decision.auth.keychain
         cred = keychain.resolve(resolved.registry) if keychain else None
-        if cred is not None:
-            auth = AuthConfig(username=cred.username or "", password=cred.password or "",
-                              identity_token=cred.identity_token or "",
-                              registry_token=cred.registry_token or "",
-                              server_address=f"https://{resolved.registry}")
+        auth = AuthConfig.from_credential(cred, resolved.registry)
         with self.runtime() as rt:
             ensured = rt.ensure(ref, auth)
             source = RuntimeBlobSource(rt, ref)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..policy.model import Credential
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,16 @@ class AuthConfig:
     registry_token: str = field(default="", repr=False)
     auth: str = field(default="", repr=False)
     """base64 ``user:password``, the docker config.json form (alternative to the pair)."""
+
+    @classmethod
+    def from_credential(cls, cred: Credential | None, registry: str) -> AuthConfig | None:
+        """What kubelet would pass for ``registry``, from one of crossfetch's credentials."""
+        if cred is None:
+            return None
+        return cls(username=cred.username or "", password=cred.password or "",
+                   identity_token=cred.identity_token or "",
+                   registry_token=cred.registry_token or "",
+                   server_address=f"https://{registry}")
 
 
 @dataclass(frozen=True)

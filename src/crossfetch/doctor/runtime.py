@@ -21,12 +21,7 @@ def runtime_stage(client: Client, decision: Decision) -> Check:
     ref = str(decision.resolved)
     keychain = decision.auth.keychain
     cred = keychain.resolve(decision.resolved.registry) if keychain else None
-    auth = None
-    if cred is not None:
-        auth = AuthConfig(username=cred.username or "", password=cred.password or "",
-                          identity_token=cred.identity_token or "",
-                          registry_token=cred.registry_token or "",
-                          server_address=f"https://{decision.resolved.registry}")
+    auth = AuthConfig.from_credential(cred, decision.resolved.registry)
     with client.runtime() as rt:
         version = rt.version()
         ensured = rt.ensure(ref, auth)
