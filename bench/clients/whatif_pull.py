@@ -18,8 +18,9 @@ def _patch_no_ca() -> None:
     it would fail closed if it were), instead of httpx loading the CA bundle for verify=True."""
     import ssl
 
-    import crossfetch.transport.http as h
     import httpx
+
+    import crossfetch.transport.http as h
 
     original = h.Transport._client
 
