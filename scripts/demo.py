@@ -111,6 +111,9 @@ data:
         step("4. plain HTTP under the default policy (Strict): refused, never downgraded")
         run("pull", f"{plain.host}/{name}", "--retries", "0", *common, cwd=work, expect=1)
 
+        step("4b. doctor: why exactly does it fail? (stage by stage, with the fix)")
+        run("doctor", f"{plain.host}/{name}", "--no-node-config", cwd=work, expect=1)
+
         step("5. plain HTTP allowed for that one registry by ImageConfig tls.mode: Disabled")
         run("pull", f"{plain.host}/{name}", "--config", "local.yaml", "-o", "package-http.yaml",
             "--pull-policy", "Always", *common, cwd=work)
