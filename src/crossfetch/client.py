@@ -23,10 +23,9 @@ from .policy.resolver import Policy
 from .reference import Reference
 
 if TYPE_CHECKING:
-    import httpx
-
     from .registry import RegistryClient
     from .transport.http import Transport
+    from .transport.wire import Auth
     from .xpkg.meta import Package
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -176,13 +175,13 @@ class Client:
                 fix=f"remove or narrow the blocking rule in {decision.blocked.name}")
         return decision
 
-    def auth_factory(self, decision: Decision) -> Callable[[Endpoint, str], httpx.Auth | None]:
+    def auth_factory(self, decision: Decision) -> Callable[[Endpoint, str], Auth | None]:
         """The auth flow for each endpoint of ``decision`` (anonymous and credentialed)."""
         from .transport.auth import RegistryAuth
 
-        flows: dict[tuple[str, str], httpx.Auth] = {}
+        flows: dict[tuple[str, str], Auth] = {}
 
-        def factory(ep: Endpoint, actions: str) -> httpx.Auth | None:
+        def factory(ep: Endpoint, actions: str) -> Auth | None:
             key = (ep.url, actions)
             if key not in flows:
                 flows[key] = RegistryAuth(ep, decision, actions, transport=self.transport)

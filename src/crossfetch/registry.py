@@ -29,12 +29,11 @@ from .oci import ACCEPT, MAX_MANIFEST_BYTES, Descriptor, check_digest, digest_of
 from .policy.model import PULL, RESOLVE, Decision, Endpoint
 
 if TYPE_CHECKING:
-    import httpx
-
     from .transport.http import Transport
+    from .transport.wire import Auth, Response
 
 T = TypeVar("T")
-AuthFactory = Callable[[Endpoint, str], "httpx.Auth | None"]
+AuthFactory = Callable[[Endpoint, str], "Auth | None"]
 """Given an endpoint and the scope's actions (``pull`` or ``pull,push``), the auth flow."""
 
 HEAD_FALLBACK = ("failed to fetch package descriptor with a GET request after a previous HEAD "
@@ -71,7 +70,7 @@ class RegistryClient:
         return f"{prefix}/{repo}/{tail}"
 
     def _send(self, ep: Endpoint, method: str, tail: str, *, headers: dict[str, str] | None = None,
-              stream: bool = False, follow: bool = False, actions: str = "pull") -> httpx.Response:
+              stream: bool = False, follow: bool = False, actions: str = "pull") -> Response:
         auth = self._auth(ep, actions) if self._auth else None
         return self.transport.send(ep, method, self._path(ep, tail), headers=headers, auth=auth,
                                    stream=stream, follow_redirects=follow)
@@ -104,7 +103,7 @@ class RegistryClient:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _status_error(resp: httpx.Response, what: str) -> HTTPStatusError:
+    def _status_error(resp: Response, what: str) -> HTTPStatusError:
         url = str(resp.request.url)
         status = resp.status_code
         code = ""
@@ -237,7 +236,7 @@ class RegistryClient:
         resp = self._each(PULL, "fetch a blob", lambda ep: self._open_blob_on(ep, desc))
         return self._verified(resp, desc, progress)
 
-    def _open_blob_on(self, ep: Endpoint, desc: Descriptor) -> httpx.Response:
+    def _open_blob_on(self, ep: Endpoint, desc: Descriptor) -> Response:
         resp = self._send(ep, "GET", f"blobs/{desc.digest}", stream=True, follow=True)
         if resp.status_code != 200:
             resp.read()
@@ -246,7 +245,7 @@ class RegistryClient:
         return resp
 
     @staticmethod
-    def _verified(resp: httpx.Response, desc: Descriptor,
+    def _verified(resp: Response, desc: Descriptor,
                   progress: Callable[[int], None] | None) -> Iterator[bytes]:
         algo = desc.digest.split(":", 1)[0]
         h = hashlib.new(algo)

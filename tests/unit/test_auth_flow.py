@@ -12,7 +12,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
 
 from crossfetch.errors import AuthError, LimitExceeded, PolicyRefused, Unauthorized
@@ -33,6 +32,7 @@ from crossfetch.transport.auth import (
     token_cache,
 )
 from crossfetch.transport.challenge import MalformedChallenge
+from crossfetch.transport.wire import Auth, Headers, Request, Response
 
 REG = "registry.example:5000"
 REALM = "https://auth.example/token"
@@ -60,25 +60,25 @@ class Keys:
 class FakeTransport:
     """Stands in for crossfetch.transport.http.Transport: answers token requests."""
 
-    answer: Callable[[httpx.Request], httpx.Response] | None = None
-    requests: list[tuple[Endpoint, httpx.Request]] = field(default_factory=list)
+    answer: Callable[[Request], Response] | None = None
+    requests: list[tuple[Endpoint, Request]] = field(default_factory=list)
     plain: bool = False
 
     def effective_url(self, ep: Endpoint) -> str:
         return ep.url
 
     def request(self, ep: Endpoint, method: str, url: str, *, headers: dict[str, str] | None = None,
-                auth: httpx.Auth | None = None, stream: bool = False,
-                content: bytes | None = None, **kw: object) -> httpx.Response:
-        req = httpx.Request(method, url, headers=headers, content=content)
+                auth: Auth | None = None, stream: bool = False,
+                content: bytes | None = None, **kw: object) -> Response:
+        req = Request(method, url, headers=headers, content=content)
         if auth is not None:
             req = next(auth.auth_flow(req))
         self.requests.append((ep, req))
         if self.answer:
             resp = self.answer(req)
         else:
-            resp = httpx.Response(200, json={"token": f"tok{len(self.requests)}",
-                                             "expires_in": 300})
+            resp = Response(200, request=req, content=json.dumps(
+                {"token": f"tok{len(self.requests)}", "expires_in": 300}).encode())
         resp.request = req
         return resp
 
@@ -97,20 +97,20 @@ def auth_for(t: FakeTransport, **kw: object) -> tuple[RegistryAuth, Keys]:
     return RegistryAuth(ep, d, "pull", transport=t), keys  # type: ignore[arg-type]
 
 
-Flow = Generator[httpx.Request, httpx.Response, None]
+Flow = Generator[Request, Response, None]
 
 
 def start(auth: RegistryAuth, url: str = f"https://{REG}/v2/team/app/manifests/v1",
-          method: str = "GET") -> tuple[Flow, httpx.Request]:
-    flow = auth.auth_flow(httpx.Request(method, url))
+          method: str = "GET") -> tuple[Flow, Request]:
+    flow = auth.auth_flow(Request(method, url))
     return flow, next(flow)
 
 
-def reply(flow: Flow, req: httpx.Request, status: int, challenge: str | None = None
-          ) -> httpx.Request | None:
+def reply(flow: Flow, req: Request, status: int, challenge: str | None = None
+          ) -> Request | None:
     headers = {"WWW-Authenticate": challenge} if challenge else {}
     try:
-        return flow.send(httpx.Response(status, headers=headers, request=req))
+        return flow.send(Response(status, headers=Headers(headers), request=req))
     except StopIteration:
         return None
 
@@ -252,7 +252,7 @@ def test_token_request_to_another_host_gets_strict_tls_and_no_client_cert() -> N
     assert ep.url == "https://auth.example" and ep.tls.mode is TLSMode.STRICT
     assert ep.tls.client is None and ep.headers == ()
     assert token_req.headers["authorization"] == basic("alice", PASSWORD)
-    q = parse_qs(token_req.url.query.decode())
+    q = parse_qs(token_req.url.query)
     assert q == {"service": ["reg"], "scope": ["repository:team/app:pull"], "account": ["alice"]}
 
 
@@ -314,7 +314,7 @@ def test_insufficient_scope_widens_once_then_fails_clearly() -> None:
             'error="insufficient_scope"')
     upgraded = reply(flow, again, 401, wide)
     assert upgraded is not None and upgraded.headers["authorization"] == "Bearer tok2"
-    scopes = [parse_qs(r.url.query.decode())["scope"] for _, r in t.requests]
+    scopes = [parse_qs(r.url.query)["scope"] for _, r in t.requests]
     assert scopes == [["repository:team/app:pull"], ["repository:team/app:pull,push"]]
     with pytest.raises(Unauthorized) as info:
         reply(flow, upgraded, 401, wide)
@@ -332,7 +332,7 @@ def test_several_scopes_go_in_one_token_request() -> None:
     reply(flow, req, 401, f'Bearer realm="{REALM}",service="reg",'
           'scope="repository:team/app:pull,push repository:lib/base:pull"')
     [(_, token_req)] = t.requests
-    assert parse_qs(token_req.url.query.decode())["scope"] == [
+    assert parse_qs(token_req.url.query)["scope"] == [
         "repository:lib/base:pull", "repository:team/app:pull,push"]
 
 
@@ -370,7 +370,7 @@ def test_registry_token_is_sent_as_is() -> None:
 
 def test_token_response_is_capped() -> None:
     big = b'{"token": "' + b"a" * (MAX_TOKEN_RESPONSE + 1) + b'"}'
-    t = FakeTransport(answer=lambda r: httpx.Response(200, content=big))
+    t = FakeTransport(answer=lambda r: Response(200, request=r, content=big))
     auth, _ = auth_for(t, cred=None)
     flow, req = start(auth)
     with pytest.raises(LimitExceeded):
@@ -380,7 +380,7 @@ def test_token_response_is_capped() -> None:
 @pytest.mark.parametrize("body", [b"not json", b"[]", b'{"token": ""}',
                                   b'{"token": "a\\r\\nX-Injected: 1"}', b'{"expires_in": 5}'])
 def test_unusable_token_responses(body: bytes) -> None:
-    t = FakeTransport(answer=lambda r: httpx.Response(200, content=body))
+    t = FakeTransport(answer=lambda r: Response(200, request=r, content=body))
     auth, _ = auth_for(t, cred=None)
     flow, req = start(auth)
     with pytest.raises(AuthError):
@@ -389,9 +389,9 @@ def test_unusable_token_responses(body: bytes) -> None:
 
 def test_token_server_error_body_is_redacted() -> None:
     """A token server that echoes what it got must not leak it into the error."""
-    def echo(r: httpx.Request) -> httpx.Response:
-        return httpx.Response(401, text=json.dumps({
-            "error": "denied", "got": r.headers["authorization"], "password": PASSWORD}))
+    def echo(r: Request) -> Response:
+        return Response(401, request=r, content=json.dumps({
+            "error": "denied", "got": r.headers["authorization"], "password": PASSWORD}).encode())
 
     auth, _ = auth_for(FakeTransport(answer=echo))
     flow, req = start(auth)

@@ -1,11 +1,10 @@
-"""Transport redirect rules with the auth flow attached (httpx MockTransport, no network):
+"""Transport redirect rules with the auth flow attached (an in-process mock pool, no network):
 no credentials to another host, never https -> http, never link-local or metadata targets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 
 from crossfetch.errors import PolicyRefused, TransportError
@@ -13,6 +12,7 @@ from crossfetch.policy.model import AuthPolicy, Credential, Decision, Endpoint, 
 from crossfetch.reference import Reference
 from crossfetch.transport.auth import RegistryAuth
 from crossfetch.transport.http import Transport
+from crossfetch.transport.wire import BasicAuth, Headers, Request, Response
 
 REG = "registry.example"
 PASSWORD = "s3cret-redirect-pw"
@@ -32,25 +32,28 @@ class World:
     """Hosts answering through one MockTransport; records every request by host."""
 
     location: str
-    seen: dict[str, list[httpx.Request]] = field(default_factory=dict)
+    seen: dict[str, list[Request]] = field(default_factory=dict)
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
+    def send(self, request: Request) -> Response:
         self.seen.setdefault(request.url.host, []).append(request)
         if request.url.host == REG:
             if "authorization" not in request.headers:
-                return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
-            return httpx.Response(307, headers={"Location": self.location})
-        return httpx.Response(200, content=b"blob")
+                return Response(401, request=request,
+                                headers=Headers({"WWW-Authenticate": 'Basic realm="r"'}))
+            return Response(307, request=request, headers=Headers({"Location": self.location}))
+        return Response(200, request=request, content=b"blob")
+
+    def close(self) -> None:
+        pass
 
 
 def transport_for(world: World) -> Transport:
     t = Transport(retries=0)
-    client = httpx.Client(transport=httpx.MockTransport(world.handler), follow_redirects=False)
-    t._client = lambda ep, scheme: client  # type: ignore[method-assign]
+    t._client = lambda ep, scheme: world  # type: ignore[method-assign,assignment,return-value]
     return t
 
 
-def fetch(world: World) -> httpx.Response:
+def fetch(world: World) -> Response:
     t = transport_for(world)
     ref = Reference.parse(f"{REG}/team/app:v1")
     ep = Endpoint(url=f"https://{REG}")
@@ -116,7 +119,7 @@ def test_transport_itself_strips_auth_and_headers_across_hosts() -> None:
     world = World("https://storage.example/blob")
     t = transport_for(world)
     ep = Endpoint(url=f"https://{REG}")
-    resp = t.send(ep, "GET", "/v2/team/app/blobs/x", auth=httpx.BasicAuth("alice", PASSWORD),
+    resp = t.send(ep, "GET", "/v2/team/app/blobs/x", auth=BasicAuth("alice", PASSWORD),
                   headers={"X-Trace": "1"}, follow_redirects=True)
     assert resp.status_code == 200
     assert world.seen[REG][-1].headers["authorization"].startswith("Basic ")

@@ -35,6 +35,7 @@ def test_help_and_version_import_no_network_stack(argv: list[str]) -> None:
 def test_a_pull_without_a_terminal_imports_no_grpc_rich_or_cryptography() -> None:
     # A pull that fails fast (nothing listens on port 1) still walks the whole import path.
     mods = modules_after(["pull", "127.0.0.1:1/a/b:v1", "--retries", "0", "--no-node-config"])
-    assert "httpx" in mods
-    for heavy in ("grpc", "google", "rich", "cryptography", "pydantic"):
+    assert "crossfetch" in mods
+    for heavy in ("httpx", "httpcore", "grpc", "google", "rich", "cryptography", "pydantic",
+                  "certifi"):
         assert heavy not in mods, f"{heavy} imported on the pull path"

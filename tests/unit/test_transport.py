@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import trustme
 
 from crossfetch.errors import PlainHTTPError, PolicyRefused, TLSError, TLSExpectedError
 from crossfetch.policy.model import Endpoint, TLSConfig, TLSMode
 from crossfetch.transport.http import Transport, _retry_after, unsafe_target
+from crossfetch.transport.wire import BasicAuth, Headers, Request, Response
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -152,7 +152,7 @@ def test_cross_host_redirect_carries_no_credentials(plain: Server, other_host: S
     plain.route("/v2/r/blobs/x", 307, {"Location": f"http://{other_host.host}/storage/x"})
     with transport() as t:
         resp = t.send(ep(f"http://{plain.host}", TLSMode.DISABLED), "GET", "/v2/r/blobs/x",
-                      auth=httpx.BasicAuth("alice", "s3cret"), follow_redirects=True)
+                      auth=BasicAuth("alice", "s3cret"), follow_redirects=True)
     assert resp.status_code == 200
     assert "Authorization" in plain.seen[0][2]
     (_, path, headers), = other_host.seen
@@ -164,7 +164,7 @@ def test_same_host_redirect_keeps_credentials(plain: Server) -> None:
     plain.route("/a", 302, {"Location": "/b"})
     with transport() as t:
         t.send(ep(f"http://{plain.host}", TLSMode.DISABLED), "GET", "/a",
-               auth=httpx.BasicAuth("alice", "s3cret"), follow_redirects=True)
+               auth=BasicAuth("alice", "s3cret"), follow_redirects=True)
     assert [p for _, p, _ in plain.seen] == ["/a", "/b"]
     assert "Authorization" in plain.seen[1][2]
 
@@ -213,8 +213,9 @@ def test_retry_after_is_honoured(plain: Server) -> None:
 
 
 def test_retry_after_parsing() -> None:
-    def r(v: str) -> httpx.Response:
-        return httpx.Response(503, headers={"Retry-After": v})
+    def r(v: str) -> Response:
+        return Response(503, request=Request("GET", "http://r.io/"),
+                        headers=Headers({"Retry-After": v}))
     assert _retry_after(r("7")) == 7.0
     assert _retry_after(r("100000")) == 30.0  # capped
     assert _retry_after(r("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0

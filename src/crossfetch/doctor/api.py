@@ -23,10 +23,9 @@ from . import fixgen
 from .report import Check, Status
 
 if TYPE_CHECKING:
-    import httpx
-
     from ..client import Client
     from ..policy.model import Decision, Endpoint
+    from ..transport.wire import Auth
 
 PACKAGE_DEADLINE_FACTOR = 12
 """The package stage (which downloads a layer) may take this many ``--timeout`` in total."""
@@ -90,7 +89,7 @@ class ApiStages:
     def registry(self) -> str:
         return self.decision.resolved.registry
 
-    def _auth(self) -> httpx.Auth | None:
+    def _auth(self) -> Auth | None:
         return self.client.auth_factory(self.decision)(self.ep, "pull")
 
     # --- registry ---

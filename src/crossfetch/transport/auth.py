@@ -1,4 +1,4 @@
-"""Registry authentication as an httpx auth *flow*: Basic, and Bearer tokens from a realm.
+"""Registry authentication as an auth *flow*: Basic, and Bearer tokens from a realm.
 
 The flow only acts on requests to its own endpoint's host; credentials are looked up lazily
 (on the first challenge), so an anonymous registry never runs a credential helper.
@@ -26,13 +26,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-import httpx
-
 from ..errors import AuthError, LimitExceeded, PolicyRefused, Unauthorized
 from ..policy.credentials import credential_secrets, redact
 from ..policy.model import Credential, Endpoint, TLSConfig, TLSMode
 from .challenge import Challenge, MalformedChallenge, parse_challenges, pick
 from .http import unsafe_target
+from .wire import URL, Auth, InvalidURL, Request, Response
 
 if TYPE_CHECKING:
     from ..policy.model import Decision
@@ -125,7 +124,7 @@ def merge_scopes(*groups: str | None) -> tuple[str, ...]:
     return tuple(sorted(f"{k}:{n}:{','.join(a)}" for (k, n), a in merged.items()))
 
 
-def _host_port(url: httpx.URL) -> str:
+def _host_port(url: URL) -> str:
     port = url.port or (443 if url.scheme == "https" else 80)
     host = url.host if ":" not in url.host else f"[{url.host}]"
     return f"{host.lower()}:{port}"
@@ -144,7 +143,7 @@ class _Sent:
     key: tuple[str, ...] | None = None
 
 
-class RegistryAuth(httpx.Auth):
+class RegistryAuth(Auth):
     """Answers Basic and Bearer challenges for one endpoint and scope (``actions``)."""
 
     def __init__(self, endpoint: Endpoint, decision: Decision, actions: str, *,
@@ -171,11 +170,11 @@ class RegistryAuth(httpx.Auth):
                 self._cred_loaded = True
             return self._cred
 
-    def _check_clear_text(self, url: httpx.URL, cred: Credential | None, what: str) -> None:
+    def _check_clear_text(self, url: URL, cred: Credential | None, what: str) -> None:
         if url.scheme != "http" or cred is None or self.decision.auth.allow_plain_http_credentials:
             return
         raise PolicyRefused(
-            f"refusing to send {what} (credentials from {cred.source}) to {url.netloc.decode()} "
+            f"refusing to send {what} (credentials from {cred.source}) to {url.netloc} "
             "over plain HTTP: anyone on the network path could read them", url=str(url),
             host=url.host, mode=TLSMode.DISABLED.value, cause="plain-http-credentials",
             fix=f"serve the registry over HTTPS; or, accepting the risk, opt in with "
@@ -187,12 +186,12 @@ class RegistryAuth(httpx.Auth):
 
     # --- the flow ---
 
-    def _ours(self, request: httpx.Request) -> bool:
+    def _ours(self, request: Request) -> bool:
         """Only the endpoint's own host ever gets credentials, whatever sent the request."""
-        own = httpx.URL(self.transport.effective_url(self.endpoint))
+        own = URL(self.transport.effective_url(self.endpoint))
         return request.url.scheme == own.scheme and _host_port(request.url) == _host_port(own)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def auth_flow(self, request: Request) -> Generator[Request, Response, None]:
         if not self._ours(request):
             yield request
             return
@@ -234,7 +233,7 @@ class RegistryAuth(httpx.Auth):
                 return
             sent = nxt
 
-    def _answer(self, challenge: Challenge, request: httpx.Request, sent: _Sent, *,
+    def _answer(self, challenge: Challenge, request: Request, sent: _Sent, *,
                 widen: bool = False, preemptive: bool = False) -> _Sent:
         """The header that answers ``challenge`` (``header=None``: stay anonymous)."""
         cred = self.credential()
@@ -243,7 +242,7 @@ class RegistryAuth(httpx.Auth):
                 return _Sent()
             if cred.password is None:
                 raise AuthError(
-                    f"{request.url.netloc.decode()} asks for a user name and password, but the "
+                    f"{request.url.netloc} asks for a user name and password, but the "
                     f"credentials from {cred.source} hold only a token", host=request.url.host,
                     fix="give a user name and password for this registry")
             self._check_clear_text(request.url, cred, "a password")
@@ -287,10 +286,10 @@ class RegistryAuth(httpx.Auth):
                       "anonymous" if cred is None else cred.source, expires_in)
             return token, key
 
-    def _check_realm(self, realm: str, cred: Credential | None) -> httpx.URL:
+    def _check_realm(self, realm: str, cred: Credential | None) -> URL:
         try:
-            url = httpx.URL(realm)
-        except (httpx.InvalidURL, ValueError, TypeError):
+            url = URL(realm)
+        except (InvalidURL, ValueError, TypeError):
             url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise MalformedChallenge(f"{self.endpoint.host} names token realm {realm!r}, which "
@@ -312,18 +311,18 @@ class RegistryAuth(httpx.Auth):
             self._check_clear_text(url, cred, "credentials to the token server")
         return url
 
-    def _realm_endpoint(self, url: httpx.URL) -> Endpoint:
+    def _realm_endpoint(self, url: URL) -> Endpoint:
         """Where the token request goes: the registry's own TLS settings on its host;
         elsewhere verified TLS with the same extra CAs, but no client certificate or headers."""
-        base = f"{url.scheme}://{url.netloc.decode()}"
-        if _host_port(url) == _host_port(httpx.URL(self.transport.effective_url(self.endpoint))):
+        base = f"{url.scheme}://{url.netloc}"
+        if _host_port(url) == _host_port(URL(self.transport.effective_url(self.endpoint))):
             return replace(self.endpoint, url=base, override_path=True, repository=None)
         own = self.endpoint.tls
         tls = TLSConfig(mode=TLSMode.DISABLED if url.scheme == "http" else TLSMode.STRICT,
                         ca_files=own.ca_files, ca_pem=own.ca_pem, source=own.source)
         return Endpoint(url=base, role="token-realm", tls=tls, source=self.endpoint.source)
 
-    def _fetch(self, url: httpx.URL, service: str, scopes: tuple[str, ...],
+    def _fetch(self, url: URL, service: str, scopes: tuple[str, ...],
                cred: Credential | None) -> tuple[str, float]:
         ep = self._realm_endpoint(url)
         headers = {"Accept": "application/json"}
@@ -336,14 +335,13 @@ class RegistryAuth(httpx.Auth):
             body, method, target = urlencode(form).encode(), "POST", url
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         else:
-            params: list[tuple[str, str | int | float | bool | None]] = \
-                [("service", service)] if service else []
+            params: list[tuple[str, str]] = [("service", service)] if service else []
             params += [("scope", s) for s in scopes]
             if cred is not None and cred.password is not None:
                 params.append(("account", cred.username or ""))
                 basic = f"{cred.username or ''}:{cred.password}".encode()
                 headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
-            method, target = "GET", url.copy_merge_params(httpx.QueryParams(params))
+            method, target = "GET", url.with_params(params)
         resp = self.transport.request(ep, method, str(target), headers=headers, content=body,
                                       stream=True)
         try:
@@ -366,25 +364,25 @@ class RegistryAuth(httpx.Auth):
 
     # --- failures ---
 
-    def _rejected(self, request: httpx.Request, status: int, what: str) -> Unauthorized:
+    def _rejected(self, request: Request, status: int, what: str) -> Unauthorized:
         cred = self.credential()
         who = "anonymous access" if cred is None else f"the {what} from {cred.source}"
         return Unauthorized(
-            f"{request.url.netloc.decode()} rejected {who} for {request.method} "
+            f"{request.url.netloc} rejected {who} for {request.method} "
             f"{request.url.path}", status=status, url=str(request.url), host=request.url.host,
             cause="credentials-rejected" if cred else "unauthorized",
             fix="check the user name and password (docker login again if they changed)" if cred
             else "give credentials for this registry: --pull-secret FILE, docker login, "
             "--username with --password-stdin, or an ImageConfig pullSecretRef")
 
-    def _insufficient(self, request: httpx.Request, sent: _Sent,
+    def _insufficient(self, request: Request, sent: _Sent,
                       challenge: Challenge) -> Unauthorized:
         cred = self.credential()
         who = "an anonymous token" if cred is None else \
             f"a token for the credentials from {cred.source}"
         need = challenge.get("scope") or self.scope
         return Unauthorized(
-            f"{request.url.netloc.decode()} needs scope {need} for {request.method} "
+            f"{request.url.netloc} needs scope {need} for {request.method} "
             f"{request.url.path}, and {who} does not grant it even after asking for "
             f"{' '.join(sent.scopes) or '(no scope)'} (insufficient_scope)", status=401,
             url=str(request.url), host=request.url.host, cause="insufficient-scope",
@@ -393,7 +391,7 @@ class RegistryAuth(httpx.Auth):
             "access control")
 
 
-def _read_capped(resp: httpx.Response, where: str) -> bytes:
+def _read_capped(resp: Response, where: str) -> bytes:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_TOKEN_RESPONSE:
         raise LimitExceeded(f"token response from {where} is {declared} bytes, above the "

@@ -13,29 +13,24 @@ from __future__ import annotations
 import ipaddress
 import random
 import ssl
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
-# httpx imports its own CLI (click + rich, ~40 ms) at import time when both are installed. We
-# never use it, and CLI start-up time matters, so make that optional import fail fast.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-import httpx  # noqa: E402
-
-from .. import __version__  # noqa: E402
-from ..errors import (  # noqa: E402
+from .. import __version__
+from ..errors import (
     PlainHTTPError,
     PolicyRefused,
     TLSError,
     TLSExpectedError,
     TransportError,
 )
-from ..fixes import imageconfig_yaml  # noqa: E402
-from ..policy.model import Endpoint, TLSMode  # noqa: E402
-from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context  # noqa: E402
+from ..fixes import imageconfig_yaml
+from ..policy.model import Endpoint, TLSMode
+from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context
+from .wire import Auth, Pool, Request, Response, WireError, send_with_auth
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
@@ -49,7 +44,7 @@ class Timeouts:
     read: float = 60.0
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _retry_after(resp: Response) -> float | None:
     value = resp.headers.get("retry-after")
     if not value:
         return None
@@ -79,19 +74,19 @@ def _cert_cause(exc: BaseException) -> str:
 
 
 def _connect_cause(exc: BaseException) -> str:
-    text = repr(exc) + "".join(repr(c) for c in _chain(exc))
-    if isinstance(exc, httpx.ConnectTimeout | httpx.ReadTimeout | httpx.PoolTimeout) or \
-            "timed out" in text:
-        return "timeout"
-    if "Name or service not known" in text or "nodename nor servname" in text or \
-            "gaierror" in text or "Temporary failure in name resolution" in text or \
-            "No address associated" in text:
-        return "dns-failure"
-    if "Connection refused" in text or "ConnectionRefused" in text:
-        return "connection-refused"
-    if "reset" in text.lower():
-        return "connection-reset"
-    return "connection-failed"
+    import http.client
+    import socket
+
+    for e in (exc, *_chain(exc)):
+        if isinstance(e, TimeoutError):
+            return "timeout"
+        if isinstance(e, socket.gaierror):
+            return "dns-failure"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection-refused"
+        if isinstance(e, ConnectionResetError | BrokenPipeError | http.client.RemoteDisconnected):
+            return "connection-reset"
+    return "timeout" if "timed out" in str(exc) else "connection-failed"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -128,7 +123,7 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
-        self._clients: dict[tuple[object, ...], httpx.Client] = {}
+        self._clients: dict[tuple[object, ...], Pool] = {}
         self._fallback: set[str] = set()
         """Endpoint URLs proven to speak plain HTTP and allowed to."""
 
@@ -143,18 +138,16 @@ class Transport:
             scheme = "http"
         return f"{scheme}://{netloc}"
 
-    def _client(self, ep: Endpoint, scheme: str) -> httpx.Client:
+    def _client(self, ep: Endpoint, scheme: str) -> Pool:
         key: tuple[object, ...] = (scheme, ep.tls if scheme == "https" else None, ep.headers)
         client = self._clients.get(key)
         if client is None:
-            verify: ssl.SSLContext | bool = ssl_context(ep.tls) if scheme == "https" else True
-            client = httpx.Client(
-                verify=verify,
-                timeout=httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect),
-                headers={"User-Agent": USER_AGENT, **dict(ep.headers)},
-                follow_redirects=False,
-                trust_env=True,
-            )
+            # A plain-HTTP pool gets no TLS context at all (and loads no CA bundle): an https
+            # redirect target is sent through an https pool of its own.
+            client = Pool(ssl_context=ssl_context(ep.tls) if scheme == "https" else None,
+                          connect_timeout=self.timeouts.connect,
+                          read_timeout=self.timeouts.read,
+                          headers={"User-Agent": USER_AGENT, **dict(ep.headers)})
             self._clients[key] = client
         return client
 
@@ -172,9 +165,9 @@ class Transport:
     # --- requests ---
 
     def request(self, ep: Endpoint, method: str, url: str, *,
-                headers: dict[str, str] | None = None, auth: httpx.Auth | None = None,
+                headers: dict[str, str] | None = None, auth: Auth | None = None,
                 stream: bool = False, follow_redirects: bool = False,
-                retries: int | None = None, content: bytes | None = None) -> httpx.Response:
+                retries: int | None = None, content: bytes | None = None) -> Response:
         """Send one request to ``ep`` (``url`` is absolute, built from :meth:`effective_url`).
 
         Redirects, when followed, obey the rules in this module's docstring. With
@@ -216,9 +209,9 @@ class Transport:
                                 cause="unsafe-redirect")
 
     def _send_retrying(self, ep: Endpoint, method: str, url: str,
-                       headers: dict[str, str] | None, auth: httpx.Auth | None, stream: bool,
+                       headers: dict[str, str] | None, auth: Auth | None, stream: bool,
                        retries: int | None, foreign: bool = False,
-                       content: bytes | None = None) -> httpx.Response:
+                       content: bytes | None = None) -> Response:
         attempts = 1 + (self.retries if retries is None else retries)
         for attempt in range(attempts):
             last = attempt == attempts - 1
@@ -244,32 +237,32 @@ class Transport:
         return float(min(self.backoff * (2**attempt), 5.0) * (0.5 + random.random() / 2))
 
     def _send_once(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
-                   auth: httpx.Auth | None, stream: bool, foreign: bool,
-                   content: bytes | None = None) -> httpx.Response:
+                   auth: Auth | None, stream: bool, foreign: bool,
+                   content: bytes | None = None) -> Response:
         scheme = urlsplit(url).scheme
-        client = self._client(ep, scheme) if not foreign else self._foreign_client(ep, scheme)
-        req = client.build_request(method, url, headers=headers, content=content)
+        pool = self._client(ep, scheme) if not foreign else self._foreign_client(ep, scheme)
+        req = Request(method, url, headers=headers, content=content)
         try:
-            resp = client.send(req, auth=auth, stream=True) if auth else client.send(req,
-                                                                                    stream=True)
-        except httpx.TransportError as e:
+            resp = send_with_auth(pool, req, auth)
+        except WireError as e:
             raise self._translate(ep, url, e) from None
         if scheme == "http" and resp.status_code == 400:
-            body = resp.read()[:200]
+            try:
+                body = resp.read(64 * 1024)[:200]
+            except (WireError, TransportError):
+                body = b""
             if b"HTTPS server" in body:
-                resp.close()
                 raise self._tls_expected(ep, url)
         if not stream:
             try:
                 resp.read()
-            except httpx.TransportError as e:
-                resp.close()
+            except WireError as e:
                 raise self._translate(ep, url, e) from None
             finally:
                 resp.close()
         return resp
 
-    def _foreign_client(self, ep: Endpoint, scheme: str) -> httpx.Client:
+    def _foreign_client(self, ep: Endpoint, scheme: str) -> Pool:
         """For another host (blob storage): system trust plus the endpoint's extra CAs, but
         never the endpoint's client certificate or headers."""
         from dataclasses import replace
@@ -279,7 +272,7 @@ class Transport:
 
     # --- error translation ---
 
-    def _translate(self, ep: Endpoint, url: str, e: httpx.TransportError) -> TransportError:
+    def _translate(self, ep: Endpoint, url: str, e: WireError) -> TransportError:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -321,7 +314,7 @@ class Transport:
                             url=url, host=host, mode=mode, cause="tls-error",
                             fix="check that the port speaks TLS and supports TLS 1.2 or newer")
         cause = _connect_cause(e)
-        if parts.scheme == "http" and (isinstance(e, httpx.RemoteProtocolError) or cause in (
+        if parts.scheme == "http" and (e.phase == "protocol" or cause in (
                 "connection-reset", "connection-failed")) and \
                 speaks_tls(host, port, self.timeouts.connect):
             return self._tls_expected(ep, url)
@@ -345,7 +338,7 @@ class Transport:
 
     # --- fallback ---
 
-    def send(self, ep: Endpoint, method: str, path: str, **kw: object) -> httpx.Response:
+    def send(self, ep: Endpoint, method: str, path: str, **kw: object) -> Response:
         """:meth:`request` with an absolute path on the endpoint's host, applying the safe
         fallback to plain HTTP where the endpoint allows it."""
         for _ in range(2):

@@ -18,7 +18,7 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if ctx.cert_store_stats().get("x509_ca", 0) == 0 and not _has_capath():
-        # No system store (minimal images): fall back to certifi's bundle, a dependency of httpx.
+        # No system store (minimal images): fall back to certifi's bundle.
         import certifi
 
         ctx.load_verify_locations(cafile=certifi.where())

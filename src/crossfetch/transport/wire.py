@@ -1,0 +1,413 @@
+"""HTTP/1.1 on the standard library: requests, streamed responses, kept-alive connections.
+
+Why not httpx: importing httpx and building its client (httpcore, h11, anyio, cookie jars)
+costs ~50-60 ms before the first byte, more than the whole transfer of a package's base layer,
+and ``crossfetch pull`` must stay well under ``skopeo copy`` (see docs/benchmarks.md).
+``http.client`` does the protocol work; this module adds only what the registry client needs:
+case-insensitive headers, URL handling, connection reuse, environment proxies, auth *flows*
+(generators that yield requests and receive responses, the shape httpx made popular, so auth
+logic stays testable without a network) and a cap on every in-memory read.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Generator, Iterator, Mapping
+from typing import Any, overload
+from urllib.parse import urlencode, urljoin, urlsplit
+
+MAX_BODY = 4 * 1024 * 1024
+"""Cap for responses read into memory (error bodies, manifests, tokens, tag lists)."""
+CHUNK = 256 * 1024
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class InvalidURL(ValueError):
+    pass
+
+
+class WireError(Exception):
+    """A request failed below HTTP. ``phase`` is ``connect``, ``read`` or ``protocol``; the
+    original exception is the ``__cause__``."""
+
+    def __init__(self, phase: str, message: str) -> None:
+        super().__init__(message)
+        self.phase = phase
+
+
+class URL:
+    """An absolute http(s) URL."""
+
+    __slots__ = ("host", "path", "port", "query", "scheme")
+
+    def __init__(self, url: str | URL) -> None:
+        if isinstance(url, URL):
+            url = str(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as e:
+            raise InvalidURL(f"invalid URL {url!r}: {e}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidURL(f"not an absolute http(s) URL: {url!r}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = port
+        self.path = parts.path or "/"
+        self.query = parts.query
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (443 if self.scheme == "https" else 80)
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}" if self.port else host
+
+    @property
+    def target(self) -> str:
+        """Path and query, as sent on the request line."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    def join(self, location: str) -> URL:
+        return URL(urljoin(str(self), location))
+
+    def with_params(self, params: list[tuple[str, str]]) -> URL:
+        extra = urlencode(params)
+        query = f"{self.query}&{extra}" if self.query and extra else (self.query or extra)
+        return URL(f"{self.scheme}://{self.netloc}{self.path}" + (f"?{query}" if query else ""))
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.netloc}{self.target}"
+
+    def __repr__(self) -> str:
+        return f"URL({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, URL) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+class Headers:
+    """Case-insensitive headers that keep repeated fields."""
+
+    def __init__(self, items: Mapping[str, str] | list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        if items:
+            for k, v in (items.items() if isinstance(items, Mapping) else items):
+                self._items.append((k, v))
+
+    @overload
+    def get(self, key: str) -> str | None: ...
+
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        k = key.lower()
+        for name, value in self._items:
+            if name.lower() == k:
+                return value
+        return default
+
+    def get_list(self, key: str) -> list[str]:
+        k = key.lower()
+        return [v for n, v in self._items if n.lower() == k]
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: str) -> None:
+        k = key.lower()
+        self._items = [(n, v) for n, v in self._items if n.lower() != k]
+        self._items.append((key, value))
+
+    def __delitem__(self, key: str) -> None:
+        k = key.lower()
+        self._items = [(n, v) for n, v in self._items if n.lower() != k]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(n for n, _ in self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({[n for n, _ in self._items]})"
+
+
+class Request:
+    def __init__(self, method: str, url: str | URL, *,
+                 headers: Mapping[str, str] | Headers | None = None,
+                 content: bytes | None = None) -> None:
+        self.method = method.upper()
+        self.url = URL(url)
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.content = content or b""
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
+
+
+class Response:
+    """A response; the body is streamed from ``raw`` until read or closed."""
+
+    def __init__(self, status_code: int, *, request: Request, headers: Headers | None = None,
+                 reason: str = "", content: bytes | None = None,
+                 raw: http.client.HTTPResponse | None = None,
+                 release: Any = None) -> None:
+        self.status_code = status_code
+        self.request = request
+        self.headers = headers or Headers()
+        self.reason_phrase = reason or http.client.responses.get(status_code, "")
+        self._raw = raw
+        self._content = content
+        self._release = release
+        self._closed = raw is None
+
+    @property
+    def url(self) -> URL:
+        return self.request.url
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.status_code in REDIRECTS and "location" in self.headers
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise RuntimeError("the response body has not been read")
+        return self._content
+
+    def read(self, cap: int = MAX_BODY) -> bytes:
+        """The whole body (at most ``cap`` bytes are kept; more is an error)."""
+        if self._content is None:
+            buf = bytearray()
+            for chunk in self.iter_raw():
+                buf += chunk
+                if len(buf) > cap:
+                    self.close()
+                    from ..errors import LimitExceeded
+
+                    raise LimitExceeded(f"response from {self.url} exceeds the {cap} byte cap",
+                                        url=str(self.url))
+            self._content = bytes(buf)
+        return self._content
+
+    def iter_raw(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
+        if self._content is not None:
+            if self._content:
+                yield self._content
+            return
+        raw = self._raw
+        if raw is None:
+            return
+        try:
+            while True:
+                try:
+                    chunk = raw.read1(chunk_size) if raw.chunked else raw.read(chunk_size)
+                except (OSError, http.client.HTTPException) as e:
+                    raise WireError("read", f"reading the body of {self.url}: {e}") from e
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            self.close()
+
+    iter_bytes = iter_raw  # no content codings: requests ask for identity
+
+    def json(self) -> Any:
+        return json.loads(self.read())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        raw, self._raw = self._raw, None
+        if raw is not None and self._release is not None:
+            self._release(raw)
+
+
+class Auth:
+    """An authentication flow: yields requests, receives each response."""
+
+    requires_response_body = False
+
+    def auth_flow(self, request: Request) -> Generator[Request, Response, None]:
+        yield request
+
+
+class BasicAuth(Auth):
+    def __init__(self, username: str, password: str) -> None:
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._header = f"Basic {token}"
+
+    def auth_flow(self, request: Request) -> Generator[Request, Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+
+# --- connections ----------------------------------------------------------------------------
+
+
+def _proxy_for(url: URL) -> str | None:
+    """The proxy from HTTP(S)_PROXY / NO_PROXY for ``url``, as Crossplane honours them."""
+    if not any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in os.environ):
+        return None
+    import urllib.request
+
+    if urllib.request.proxy_bypass(url.netloc) or urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(url.scheme) or proxies.get("all")
+
+
+class Pool:
+    """Kept-alive connections per (scheme, host, port, proxy), for one TLS context."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext | None, connect_timeout: float,
+                 read_timeout: float, headers: Mapping[str, str] | None = None) -> None:
+        self.ssl_context = ssl_context
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.headers = dict(headers or {})
+        self._idle: dict[tuple[str, str, int, str | None], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def _new(self, url: URL, proxy: str | None) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
+        host, port = url.host, url.effective_port
+        if proxy:
+            p = URL(proxy if "://" in proxy else f"http://{proxy}")
+            host, port = p.host, p.effective_port
+        if url.scheme == "https":
+            if self.ssl_context is None:
+                raise WireError("connect", f"no TLS context for {url}")
+            conn = http.client.HTTPSConnection(host, port, timeout=self.connect_timeout,
+                                               context=self.ssl_context)
+            if proxy:
+                conn.set_tunnel(url.host, url.effective_port)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+        try:
+            conn.connect()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise WireError("connect", f"connecting to {url.netloc}: {e}") from e
+        if conn.sock is not None:
+            conn.sock.settimeout(self.read_timeout)
+        return conn
+
+    def _checkout(self, key: tuple[str, str, int, str | None]
+                  ) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def _checkin(self, key: tuple[str, str, int, str | None],
+                 conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.setdefault(key, []).append(conn)
+
+    def send(self, request: Request) -> Response:
+        """Send ``request``; the response body is left to stream."""
+        url = request.url
+        proxy = _proxy_for(url)
+        key = (url.scheme, url.host, url.effective_port, proxy)
+        target = str(url) if proxy and url.scheme == "http" else url.target
+        headers = {**self.headers, **dict(request.headers.items())}
+        if request.content:
+            headers["Content-Length"] = str(len(request.content))
+        reused = self._checkout(key)
+        conn = reused or self._new(url, proxy)
+        try:
+            conn.request(request.method, target, body=request.content or None, headers=headers)
+            raw = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            stale = reused is not None and isinstance(
+                e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
+            if stale and request.method in ("GET", "HEAD"):
+                return self._retry_fresh(request, key, target, headers, url, proxy)
+            phase = "protocol" if isinstance(e, http.client.HTTPException) and not isinstance(
+                e, http.client.RemoteDisconnected) else "read"
+            raise WireError(phase, f"{request.method} {url}: {e}") from e
+        return self._wrap(request, raw, conn, key)
+
+    def _retry_fresh(self, request: Request, key: tuple[str, str, int, str | None], target: str,
+                     headers: dict[str, str], url: URL, proxy: str | None) -> Response:
+        """A kept-alive connection the server had closed: one retry on a new one."""
+        conn = self._new(url, proxy)
+        try:
+            conn.request(request.method, target, body=request.content or None, headers=headers)
+            raw = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            phase = "protocol" if isinstance(e, http.client.HTTPException) and not isinstance(
+                e, http.client.RemoteDisconnected) else "read"
+            raise WireError(phase, f"{request.method} {url}: {e}") from e
+        return self._wrap(request, raw, conn, key)
+
+    def _wrap(self, request: Request, raw: http.client.HTTPResponse,
+              conn: http.client.HTTPConnection, key: tuple[str, str, int, str | None]
+              ) -> Response:
+        def release(r: http.client.HTTPResponse) -> None:
+            # Reuse only a connection whose response was read to the end.
+            if r.isclosed() and not r.will_close and conn.sock is not None:
+                self._checkin(key, conn)
+            else:
+                conn.close()
+
+        headers = Headers(raw.getheaders())
+        if request.method == "HEAD":
+            raw.read()
+        return Response(raw.status, request=request, headers=headers, reason=raw.reason,
+                        raw=raw, release=release)
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for lst in self._idle.values() for c in lst]
+            self._idle.clear()
+        for c in conns:
+            c.close()
+
+
+def send_with_auth(pool: Pool, request: Request, auth: Auth | None) -> Response:
+    """Drive ``auth``'s flow: send each request it yields, hand back each response."""
+    if auth is None:
+        return pool.send(request)
+    flow = auth.auth_flow(request)
+    req = next(flow)
+    while True:
+        resp = pool.send(req)
+        if auth.requires_response_body:
+            resp.read()
+        try:
+            nxt = flow.send(resp)
+        except StopIteration:
+            return resp
+        except BaseException:
+            resp.close()
+            raise
+        resp.read()
+        resp.close()
+        req = nxt
+
+
+def is_socket_timeout(e: BaseException) -> bool:
+    return isinstance(e, TimeoutError | socket.timeout)
