@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,15 +97,15 @@ class Cache:
         return None
 
     def remove(self, entry: CacheEntry) -> None:
-        shutil.rmtree(entry.dir, ignore_errors=True)
+        _rmtree(entry.dir)
 
     # --- write ---
 
     def begin(self) -> Pending:
-        return Pending(Path(tempfile.mkdtemp(prefix="pull-", dir=self._tmp_root())))
+        return Pending(_mkdtemp(self._tmp_root(), "pull-"))
 
     def discard(self, pending: Pending) -> None:
-        shutil.rmtree(pending.dir, ignore_errors=True)
+        _rmtree(pending.dir)
 
     def commit(self, pending: Pending, digest: str, variant: str, meta: dict[str, Any]
                ) -> CacheEntry:
@@ -118,9 +116,9 @@ class Cache:
         (pending.dir / ENTRY_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
         if final.exists():
             # Replace: move the old one aside first so readers never see a half entry.
-            trash = Path(tempfile.mkdtemp(prefix="old-", dir=self._tmp_root()))
+            trash = _mkdtemp(self._tmp_root(), "old-")
             os.replace(final, trash / "e")
-            shutil.rmtree(trash, ignore_errors=True)
+            _rmtree(trash)
         os.replace(pending.dir, final)
         return CacheEntry(final, meta)
 
@@ -132,9 +130,8 @@ class Cache:
     def remember_tag(self, name: str, digest: str) -> None:
         path = self._tag_file(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"reference": name, "digest": digest, "at": int(time.time())}, f)
+        tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}"
+        tmp.write_text(json.dumps({"reference": name, "digest": digest, "at": int(time.time())}))
         os.replace(tmp, path)
 
     def recall_tag(self, name: str) -> str | None:
@@ -143,3 +140,16 @@ class Cache:
             return check_digest(str(data["digest"]))
         except (OSError, ValueError, KeyError, Exception):
             return None
+
+
+def _mkdtemp(parent: Path, prefix: str) -> Path:
+    """A new private directory (``tempfile`` and its imports are not worth the start-up)."""
+    path = parent / f"{prefix}{os.getpid()}-{os.urandom(6).hex()}"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -8,7 +8,6 @@ the cache by digest, then fetch *pinned to that digest*, read only the base laye
 from __future__ import annotations
 
 import enum
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -384,23 +383,48 @@ def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:
 def write_output(src: Path, output: str | Path | IO[bytes]) -> None:
     """Copy ``package.yaml`` to a path (atomically), ``-`` (stdout) or a file object."""
     if output == "-":
-        with open(src, "rb") as f:
-            shutil.copyfileobj(f, sys.stdout.buffer, 1024 * 1024)
         sys.stdout.flush()
+        _copy_to(src, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
         return
     if isinstance(output, str | Path):
         import os
-        import tempfile
 
         out = Path(output)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent or ".")
-        os.close(fd)
+        tmp = out.parent / f".{out.name}.{os.getpid()}-{os.urandom(4).hex()}"
         try:
-            shutil.copyfile(src, tmp)
+            with open(tmp, "xb") as f:
+                _copy_to(src, f)
             os.replace(tmp, out)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return
+    _copy_to(src, output)
+
+
+def _copy_to(src: Path, out: IO[bytes]) -> None:
+    """Copy a file in the kernel where it can (``sendfile``), else in 1 MiB blocks."""
+    import os
+
     with open(src, "rb") as f:
-        shutil.copyfileobj(f, output, 1024 * 1024)
+        size = os.fstat(f.fileno()).st_size
+        try:
+            fileno = out.fileno()
+        except (AttributeError, OSError, ValueError):
+            fileno = -1
+        if fileno >= 0 and hasattr(os, "sendfile"):
+            out.flush()
+            offset = 0
+            try:
+                while offset < size:
+                    sent = os.sendfile(fileno, f.fileno(), offset, size - offset)
+                    if sent == 0:
+                        break
+                    offset += sent
+                return
+            except OSError:
+                if offset:
+                    raise
+        while block := f.read(1024 * 1024):
+            out.write(block)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping
 
 from ..errors import AuthError
@@ -32,6 +30,9 @@ def run_helper(name: str, registry: str, *, env: Mapping[str, str],
         raise AuthError(f"credential helper name {name!r}{setting} is not a plain name",
                         cause="credential-helper", fix="helper names are like 'pass', "
                         "'ecr-login', 'desktop'")
+    import shutil
+    import subprocess
+
     exe = shutil.which(exe_name, path=env.get("PATH", os.defpath))
     if exe is None:
         raise AuthError(f"credential helper {exe_name}{setting} is not on PATH, so the "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from ..policy.model import Decision
     from .http import Transport
 
-log = logging.getLogger(__name__)
-
 MAX_TOKEN_RESPONSE = 4 * 1024 * 1024
 DEFAULT_EXPIRES_IN = 60
 CLIENT_ID = "crossfetch"
@@ -47,6 +45,14 @@ PLAIN_HTTP_OPT_IN = ("--allow-plain-http-credentials, or in the ImageConfig matc
                      "(crossfetch's own field)")
 _ATTR = "_crossfetch_token_cache"
 _attach_lock = threading.Lock()
+
+
+def _debug(msg: str, *args: object) -> None:
+    """Log at debug level if the application uses logging at all (importing it costs ~3 ms
+    of start-up; with nobody listening there is nothing to log to)."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger(__name__).debug(msg, *args)
 
 
 # --- token cache --------------------------------------------------------------------------
@@ -282,8 +288,8 @@ class RegistryAuth(Auth):
                 return cached, key
             token, expires_in = self._fetch(url, service, scopes, cred)
             self.cache.put(key, token, expires_in)
-            log.debug("token for %s from %s (%s), %s s", " ".join(scopes), url,
-                      "anonymous" if cred is None else cred.source, expires_in)
+            _debug("token for %s from %s (%s), %s s", " ".join(scopes), url,
+                   "anonymous" if cred is None else cred.source, expires_in)
             return token, key
 
     def _check_realm(self, realm: str, cred: Credential | None) -> URL:

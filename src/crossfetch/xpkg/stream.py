@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import tempfile
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -172,6 +170,8 @@ class _Writer:
     def __init__(self, sink: BinaryIO, scanner: PackageScanner) -> None:
         self._sink = sink
         self._scanner = scanner
+        import queue
+
         self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="xpkg-writer", daemon=True)
@@ -297,6 +297,8 @@ def _scan_layer(desc: Descriptor, chunks: Iterable[bytes], budget: _Budget, tmp_
                 whiteout = True
             elif name == PACKAGE_FILE and path is None:  # first one in a layer wins
                 _check_member(entry, blob.digest, cap)
+                import tempfile
+
                 fd, path = tempfile.mkstemp(prefix="package-", suffix=".yaml", dir=tmp_dir)
                 with os.fdopen(fd, "wb") as f:
                     for piece in tar.data():

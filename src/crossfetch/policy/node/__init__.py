@@ -17,17 +17,16 @@ outrank all of this (see :mod:`crossfetch.policy.resolver`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from ...reference import DOCKER_HUB, Reference
-from ..model import Endpoint, Source, TLSMode
-from ..resolver import NodePolicy
-from .certsd import CertsDirs
-from .daemonjson import DaemonJson, load_daemon_json
-from .hoststoml import find_host_dir, read_host_dir
-from .registriesconf import RegistriesConf, load_registries_conf
+
+if TYPE_CHECKING:
+    from ..resolver import NodePolicy
+    from .config import NodeConfig
+    from .registriesconf import RegistriesConf
 
 __all__ = ["SYSTEM_PATHS", "NodeConfig", "SystemPaths", "load_node_policy"]
 
@@ -54,61 +53,6 @@ class SystemPaths:
 SYSTEM_PATHS = SystemPaths()
 
 
-@dataclass
-class NodeConfig:
-    """Every node file given or found, answering :class:`NodePolicy` questions."""
-
-    hosts_roots: list[Path] = field(default_factory=list)
-    certs: CertsDirs = field(default_factory=lambda: CertsDirs([]))
-    registries: RegistriesConf | None = None
-    daemon: DaemonJson | None = None
-    _hosts_cache: dict[tuple[Path, str], list[Endpoint]] = field(default_factory=dict)
-
-    def blocked(self, resolved: Reference) -> Source | None:
-        return self.registries.blocked(resolved) if self.registries else None
-
-    def endpoints(self, resolved: Reference) -> list[Endpoint]:
-        eps = self._base(resolved)
-        if not eps and (self.certs.for_host(resolved.api_registry) or (
-                self.daemon and self.daemon.insecure_source(resolved.api_registry))):
-            eps = [Endpoint(url=f"https://{resolved.api_registry}")]
-        return [self._augment(e) for e in eps]
-
-    def _base(self, resolved: Reference) -> list[Endpoint]:
-        d = find_host_dir(self.hosts_roots, resolved.registry)
-        if d is not None:
-            key = (d, resolved.api_registry)
-            if key not in self._hosts_cache:
-                self._hosts_cache[key] = read_host_dir(d, resolved.api_registry)
-            return list(self._hosts_cache[key])
-        if self.registries is not None:
-            eps = self.registries.endpoints(resolved)
-            if eps:
-                return eps
-        if self.daemon is not None and resolved.registry == DOCKER_HUB:
-            mirrors = self.daemon.mirror_endpoints(resolved.registry)
-            if mirrors:
-                return [*mirrors, Endpoint(url=f"https://{resolved.api_registry}")]
-        return []
-
-    def _augment(self, ep: Endpoint) -> Endpoint:
-        tls = ep.tls
-        if tls.mode is not TLSMode.DISABLED or tls.allow_http_fallback:
-            entry = self.certs.for_host(ep.host)
-            if entry is not None:
-                extra = tuple(p for p in entry.ca_files if p not in tls.ca_files)
-                tls = replace(tls, ca_files=tls.ca_files + extra,
-                              client=tls.client or entry.client,
-                              source=entry.source if tls.source.kind == "default" else tls.source)
-        insecure = self.daemon.insecure_source(ep.host) if self.daemon else None
-        if insecure is not None and tls.mode is TLSMode.STRICT:
-            tls = replace(tls, mode=TLSMode.INSECURE, allow_http_fallback=True, source=insecure)
-        if tls is ep.tls:
-            return ep
-        return replace(ep, tls=tls, source=ep.source if ep.source.kind != "default"
-                       else tls.source)
-
-
 def _existing_dir(p: str, flag: str) -> Path:
     path = Path(p)
     if not path.is_dir():
@@ -130,20 +74,29 @@ def load_node_policy(*, hosts_dirs: Sequence[str] = (), certs_dirs: Sequence[str
     root = Path(system_root)
     hosts_roots = [_existing_dir(d, "--hosts-dir") for d in hosts_dirs]
     certs_roots = [(_existing_dir(d, "--certs-dir"), "certs.d") for d in certs_dirs]
-    regs: RegistriesConf | None = None
-    daemon: DaemonJson | None = None
-    if registries_conf:
-        regs = load_registries_conf(Path(registries_conf))
-    if daemon_json:
-        daemon = load_daemon_json(Path(daemon_json))
+    regs_path = Path(registries_conf) if registries_conf else None
+    daemon_path = Path(daemon_json) if daemon_json else None
+    system_regs = False
     if system:
         hosts_roots += [root / d for d in system_paths.hosts_dirs if (root / d).is_dir()]
         certs_roots += [(root / d, kind) for d, kind in system_paths.certs_dirs
                         if (root / d).is_dir()]
-        if regs is None:
-            regs = _system_registries_conf(root, system_paths)
-        if daemon is None and (root / system_paths.daemon_json).is_file():
-            daemon = load_daemon_json(root / system_paths.daemon_json)
+        system_regs = regs_path is None and (
+            (root / system_paths.registries_conf).is_file()
+            or (root / system_paths.registries_conf_d).is_dir())
+        if daemon_path is None and (root / system_paths.daemon_json).is_file():
+            daemon_path = root / system_paths.daemon_json
+    if not (hosts_roots or certs_roots or regs_path or daemon_path or system_regs):
+        return None  # nothing to read: the readers (and tomllib) are never imported
+    from .certsd import CertsDirs
+    from .config import NodeConfig
+    from .daemonjson import load_daemon_json
+    from .registriesconf import load_registries_conf
+
+    regs = load_registries_conf(regs_path) if regs_path else None
+    if system_regs:
+        regs = _system_registries_conf(root, system_paths)
+    daemon = load_daemon_json(daemon_path) if daemon_path else None
     if not (hosts_roots or certs_roots or regs or daemon):
         return None
     return NodeConfig(hosts_roots=hosts_roots, certs=CertsDirs(certs_roots), registries=regs,
@@ -151,6 +104,8 @@ def load_node_policy(*, hosts_dirs: Sequence[str] = (), certs_dirs: Sequence[str
 
 
 def _system_registries_conf(root: Path, paths: SystemPaths) -> RegistriesConf | None:
+    from .registriesconf import load_registries_conf
+
     main = root / paths.registries_conf
     regs = load_registries_conf(main) if main.is_file() else None
     drop_dir = root / paths.registries_conf_d
@@ -164,3 +119,11 @@ def _system_registries_conf(root: Path, paths: SystemPaths) -> RegistriesConf | 
     if regs is not None and not regs.entries:
         return None
     return regs
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NodeConfig":  # imported on demand, with the readers
+        from .config import NodeConfig
+
+        return NodeConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
