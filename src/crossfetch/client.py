@@ -176,14 +176,14 @@ class Client:
 
     def auth_factory(self, decision: Decision) -> Callable[[Endpoint, str], Auth | None]:
         """The auth flow for each endpoint of ``decision`` (anonymous and credentialed)."""
-        from .transport.auth import RegistryAuth
+        from .transport.deferred import DeferredAuth
 
         flows: dict[tuple[str, str], Auth] = {}
 
         def factory(ep: Endpoint, actions: str) -> Auth | None:
             key = (ep.url, actions)
             if key not in flows:
-                flows[key] = RegistryAuth(ep, decision, actions, transport=self.transport)
+                flows[key] = DeferredAuth(ep, decision, actions, transport=self.transport)
             return flows[key]
 
         return factory

@@ -15,7 +15,7 @@ from ..errors import CrossfetchError
 
 if TYPE_CHECKING:
     from ..client import Client, Progress
-    from ..policy.resolver import Policy
+    from ..policy.resolver import KeychainProvider, Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,7 +102,6 @@ def fetch_options(f: F) -> F:
 
 def build_policy(params: dict[str, Any]) -> Policy:
     from ..errors import UsageError
-    from ..policy.credentials import keychain_provider
     from ..policy.node import load_node_policy
     from ..policy.resolver import Policy
     from ..policy.tlssecret import client_cert_loader
@@ -128,9 +127,25 @@ def build_policy(params: dict[str, Any]) -> Policy:
     elif params.get("username"):
         raise UsageError("--username needs --password-stdin (passwords are never taken as "
                          "arguments: they would land in shell history and ps)")
-    policy.keychains = keychain_provider(
-        policy.objects, pull_secret_files=params.get("pull_secrets") or (),
-        username=params.get("username"), password=password, env=os.environ)
+    explicit = params.get("pull_secrets") or params.get("username") or any(
+        ic.pull_secret for ic in policy.objects.image_configs)
+    if explicit:  # validate what the user gave before any request
+        from ..policy.credentials import keychain_provider
+
+        policy.keychains = keychain_provider(
+            policy.objects, pull_secret_files=params.get("pull_secrets") or (),
+            username=params.get("username"), password=password, env=os.environ)
+    else:  # only Docker's config.json could answer: read it when a registry asks
+        from ..policy.deferred import DeferredKeychains
+
+        objects = policy.objects
+
+        def build() -> KeychainProvider | None:
+            from ..policy.credentials import keychain_provider
+
+            return keychain_provider(objects, env=os.environ)
+
+        policy.keychains = DeferredKeychains(build)
     return policy
 
 

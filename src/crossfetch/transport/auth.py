@@ -197,20 +197,26 @@ class RegistryAuth(Auth):
         own = URL(self.transport.effective_url(self.endpoint))
         return request.url.scheme == own.scheme and _host_port(request.url) == _host_port(own)
 
-    def auth_flow(self, request: Request) -> Generator[Request, Response, None]:
+    def auth_flow(self, request: Request, first: Response | None = None
+                  ) -> Generator[Request, Response, None]:
+        """The flow for ``request``; ``first`` is its response if it was already sent without
+        credentials (see :class:`DeferredAuth`)."""
         if not self._ours(request):
-            yield request
+            if first is None:
+                yield request
             return
         host = _host_port(request.url)
         sent = _Sent()
-        known = self.cache.challenge(host)
+        known = self.cache.challenge(host) if first is None else None
         if known is not None:  # the host challenged before: answer up front, save a 401
             sent = self._answer(known, request, _Sent(), preemptive=True)
         upgraded = refreshed = False
+        response = first
         while True:
-            if sent.header:
-                request.headers["Authorization"] = sent.header
-            response = yield request
+            if response is None:
+                if sent.header:
+                    request.headers["Authorization"] = sent.header
+                response = yield request
             if response.status_code != 401:
                 return
             raw = ", ".join(response.headers.get_list("www-authenticate"))
@@ -238,6 +244,7 @@ class RegistryAuth(Auth):
             if nxt.header is None:
                 return
             sent = nxt
+            response = None
 
     def _answer(self, challenge: Challenge, request: Request, sent: _Sent, *,
                 widen: bool = False, preemptive: bool = False) -> _Sent:

@@ -1,0 +1,50 @@
+"""Authentication that costs nothing until a registry asks for it.
+
+Most package pulls are anonymous. :class:`DeferredAuth` sends the first request bare and only
+on a ``401`` imports the real flow (:class:`~crossfetch.transport.auth.RegistryAuth`, the
+challenge parser, the credential sources), hands it that response and lets it answer. Once any
+flow on a transport is real, later ones are real from the start, so a host that challenged is
+answered up front as before.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+
+from .wire import Auth, Request, Response
+
+if TYPE_CHECKING:
+    from ..policy.model import Decision, Endpoint
+    from .auth import RegistryAuth
+    from .http import Transport
+
+_REAL = "crossfetch.transport.auth"
+
+
+class DeferredAuth(Auth):
+    """A :class:`RegistryAuth` built on the first challenge (same arguments)."""
+
+    def __init__(self, endpoint: Endpoint, decision: Decision, actions: str, *,
+                 transport: Transport) -> None:
+        self._args = (endpoint, decision, actions)
+        self._transport = transport
+        self._real: RegistryAuth | None = None
+        if _REAL in sys.modules:  # already paid for: be real from the start
+            self._materialize()
+
+    def _materialize(self) -> RegistryAuth:
+        if self._real is None:
+            from .auth import RegistryAuth
+
+            self._real = RegistryAuth(*self._args, transport=self._transport)
+        return self._real
+
+    def auth_flow(self, request: Request) -> Generator[Request, Response, None]:
+        if self._real is not None:
+            yield from self._real.auth_flow(request)
+            return
+        response = yield request
+        if response.status_code == 401:
+            yield from self._materialize().auth_flow(request, first=response)
