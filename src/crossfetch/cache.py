@@ -13,9 +13,8 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .oci import check_digest
@@ -37,8 +36,7 @@ def variant_name(platform: str | None) -> str:
     return platform.replace("/", "-") if platform else IMAGE_VARIANT
 
 
-@dataclass(frozen=True)
-class CacheEntry:
+class CacheEntry(NamedTuple):
     dir: Path
     meta: dict[str, Any]
 
@@ -51,8 +49,7 @@ class CacheEntry:
         return str(self.meta["packageSha256"])
 
 
-@dataclass
-class Pending:
+class Pending(NamedTuple):
     """A package being written; commit or discard it."""
 
     dir: Path

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .cache import Cache, CacheEntry, variant_name
 from .errors import CacheMiss, DigestMismatch, PolicyRefused
@@ -46,8 +46,7 @@ class Progress(Protocol):
     def finish(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class HeadResult:
+class HeadResult(NamedTuple):
     reference: Reference
     resolved: Reference
     digest: str

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from .errors import DigestMismatch, LimitExceeded, PackageError
 
@@ -28,6 +29,7 @@ ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
 """Registry 2.8 answers 404 for OCI manifests unless Accept lists them: always send all four."""
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_NO_ANNOTATIONS: Mapping[str, str] = MappingProxyType({})
 MAX_LAYERS = 256
 DEFAULT_PLATFORM = "linux/amd64"
 
@@ -59,8 +61,7 @@ def verify_bytes(data: bytes, digest: str, what: str, url: str | None = None) ->
         )
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(NamedTuple):
     os: str
     architecture: str
     variant: str | None = None
@@ -76,12 +77,11 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(NamedTuple):
     media_type: str
     digest: str
     size: int
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = _NO_ANNOTATIONS
     platform: Platform | None = None
     urls: tuple[str, ...] = ()
 

@@ -11,8 +11,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from .errors import (
@@ -43,8 +42,7 @@ MAX_TAG_PAGES = 1000
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
-@dataclass(frozen=True)
-class PingResult:
+class PingResult(NamedTuple):
     endpoint: str
     status: int
     api_version: str | None

@@ -104,7 +104,6 @@ def build_policy(params: dict[str, Any]) -> Policy:
     from ..errors import UsageError
     from ..policy.node import load_node_policy
     from ..policy.resolver import Policy
-    from ..policy.tlssecret import client_cert_loader
 
     # CA_BUNDLE_PATH is read by click into --ca-bundle, so the policy sees no environment here.
     policy = Policy.load(params.get("config_files") or (), ca_bundle=params.get("ca_bundle"),
@@ -118,7 +117,10 @@ def build_policy(params: dict[str, Any]) -> Policy:
         daemon_json=params.get("daemon_json"),
         system=not params.get("no_node_config"),
     )
-    policy.client_cert_loader = client_cert_loader(policy.objects)
+    if any(ic.client_cert_secret for ic in policy.objects.image_configs):
+        from ..policy.tlssecret import client_cert_loader
+
+        policy.client_cert_loader = client_cert_loader(policy.objects)
     password = None
     if params.get("password_stdin"):
         if not params.get("username"):

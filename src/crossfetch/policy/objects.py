@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -42,8 +42,7 @@ def line_of(obj: Any) -> int | None:
     return getattr(obj, "line", None)
 
 
-@dataclass(frozen=True)
-class MatchImage:
+class MatchImage(NamedTuple):
     prefix: str
     type: str = "Prefix"
 

@@ -15,8 +15,8 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 from .. import __version__
@@ -38,8 +38,7 @@ MAX_RETRY_AFTER = 30.0
 USER_AGENT = f"crossfetch/{__version__}"
 
 
-@dataclass(frozen=True)
-class Timeouts:
+class Timeouts(NamedTuple):
     connect: float = 10.0
     read: float = 60.0
 

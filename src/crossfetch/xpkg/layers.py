@@ -8,8 +8,7 @@ runtime layers (tens of MB) are never downloaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import PackageError
 from ..oci import Descriptor, Manifest
@@ -19,8 +18,7 @@ ANNOTATION = "io.crossplane.xpkg"
 LABEL_PREFIX = "io.crossplane.xpkg:"
 
 
-@dataclass(frozen=True)
-class BaseLayerChoice:
+class BaseLayerChoice(NamedTuple):
     """The chosen layer (None: flatten), how it was found, and a note for the user."""
 
     layer: Descriptor | None

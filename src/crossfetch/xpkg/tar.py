@@ -8,7 +8,7 @@ costs no copies; data the consumer does not read is skipped.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import PackageError
 
@@ -21,8 +21,7 @@ TYPE_NAMES = {b"0": "file", b"\x00": "file", b"7": "file", b"1": "hardlink", b"2
               b"S": "GNU sparse file"}
 
 
-@dataclass(frozen=True)
-class TarEntry:
+class TarEntry(NamedTuple):
     name: str
     type: bytes
     size: int

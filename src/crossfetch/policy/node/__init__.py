@@ -17,9 +17,8 @@ outrank all of this (see :mod:`crossfetch.policy.resolver`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...errors import ConfigError
 
@@ -31,8 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["SYSTEM_PATHS", "NodeConfig", "SystemPaths", "load_node_policy"]
 
 
-@dataclass(frozen=True)
-class SystemPaths:
+class SystemPaths(NamedTuple):
     """The standard node paths read when they exist (relative to ``root``)."""
 
     hosts_dirs: tuple[str, ...] = (

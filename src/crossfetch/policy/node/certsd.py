@@ -6,8 +6,8 @@ certificate without its key (or a key without its certificate) is an error, as i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ...errors import ConfigError
 from ..model import ClientCert, Source
@@ -16,8 +16,7 @@ from ._files import check_ca_file, check_client_pair
 KIND = "certs.d"
 
 
-@dataclass(frozen=True)
-class CertsEntry:
+class CertsEntry(NamedTuple):
     """What one ``<root>/<host>/`` directory holds."""
 
     directory: Path

@@ -14,6 +14,7 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ...errors import ConfigError
 from ...reference import DOCKER_HUB
@@ -24,8 +25,7 @@ KIND = "daemon.json"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
-class InsecureEntry:
+class InsecureEntry(NamedTuple):
     value: str
     host: str | None
     network: Network | None

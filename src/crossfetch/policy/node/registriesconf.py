@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import ConfigError
 from ...reference import DOCKER_HUB, DOCKER_HUB_API, Reference
@@ -26,8 +26,7 @@ KIND = "registries.conf"
 PULL_FROM_MIRROR = ("all", "digest-only", "tag-only")
 
 
-@dataclass(frozen=True)
-class Mirror:
+class Mirror(NamedTuple):
     location: str
     insecure: bool
     pull_from_mirror: str
