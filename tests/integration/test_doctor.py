@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from crossfetch.cli.main import cli
 from tests.integration.conftest import PushedPackage
 from tests.support import packages as pk
 from tests.support.certs import PKI
+from tests.support.cli import invoke
 from tests.support.httpserver import BaseHandler, TestServer
 from tests.support.proxy import FaultProxy
 from tests.support.push import raw_push
@@ -31,8 +30,7 @@ FN = "function_with_runtime"
 
 
 def run_doctor(*args: str, timeout: str = "3") -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(
-        cli, ["doctor", *args, "--no-node-config", "--timeout", timeout, "-O", "json"])
+    result = invoke(["doctor", *args, "--no-node-config", "--timeout", timeout, "-O", "json"])
     assert result.stdout, result.output
     return result.exit_code, json.loads(result.stdout)
 
@@ -164,7 +162,7 @@ def test_healthy_registry_passes_every_stage(https_registry: Registry, pki: PKI,
 def test_text_output_is_a_checklist_with_timings(https_registry: Registry, pki: PKI,
                                                  packages: dict[str, PushedPackage]) -> None:
     ref = f"{https_registry.host}/{packages[FN].ref}"
-    result = CliRunner().invoke(cli, ["doctor", ref, "--ca-bundle", str(pki.ca_cert),
+    result = invoke(["doctor", ref, "--ca-bundle", str(pki.ca_cert),
                                       "--no-node-config"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -475,8 +473,7 @@ def test_networkpolicy_is_evaluated_even_when_the_network_fails(dropping_port: i
 @pytest.mark.parametrize(("password", "ok"), [("s3cret", True), ("wrong", False)])
 def test_auth_with_credentials(basic_auth_registry: Registry, pki: PKI, password: str, ok: bool,
                                packages: dict[str, PushedPackage]) -> None:
-    result = CliRunner().invoke(
-        cli, ["doctor", f"{basic_auth_registry.host}/{packages[FN].ref}", "--ca-bundle",
+    result = invoke(["doctor", f"{basic_auth_registry.host}/{packages[FN].ref}", "--ca-bundle",
               str(pki.ca_cert), "--no-node-config", "--username", "alice", "--password-stdin",
               "-O", "json"], input=f"{password}\n")
     report = json.loads(result.stdout)

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from crossfetch.cli.main import cli
 from crossfetch.policy.objects import ObjectSet
 from tests.integration.conftest import PushedPackage
 from tests.support.certs import PKI
+from tests.support.cli import CliResult as Result
+from tests.support.cli import invoke as run_cli
 from tests.support.registry import Registry
 
 FN = "function_with_runtime"
@@ -37,7 +37,7 @@ def fp(pem_file: Path) -> str:
 
 
 def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
+    return run_cli(list(args))
 
 
 def pull(ref: str, tmp_path: Path, *config: Path) -> Result:
@@ -181,7 +181,7 @@ def test_interactive_yes_on_a_terminal(self_signed_registry: Registry, pki: PKI,
                                        monkeypatch: pytest.MonkeyPatch, answer: str,
                                        code: int) -> None:
     monkeypatch.setattr("crossfetch.cli.trust_cmds._interactive", lambda: True)
-    r = CliRunner().invoke(cli, ["trust", self_signed_registry.host], input=answer)
+    r = run_cli(["trust", self_signed_registry.host], input=answer)
     assert r.exit_code == code, r.output
     assert "Trust " in r.output and fp(pki.self_signed.cert).removeprefix("sha256:") in r.output
     assert ("-----BEGIN CERTIFICATE-----" in r.stdout) == (code == 0)

@@ -28,7 +28,8 @@ def modules_after(argv: list[str]) -> set[str]:
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["pull", "--help"]])
 def test_help_and_version_import_no_network_stack(argv: list[str]) -> None:
     mods = modules_after(argv)
-    for heavy in ("httpx", "grpc", "google", "rich", "cryptography", "pydantic"):
+    for heavy in ("httpx", "click", "grpc", "google", "rich", "cryptography", "pydantic",
+                  "http", "ssl", "yaml"):
         assert heavy not in mods, f"{heavy} imported by crossfetch {' '.join(argv)}"
 
 
@@ -36,6 +37,6 @@ def test_a_pull_without_a_terminal_imports_no_grpc_rich_or_cryptography() -> Non
     # A pull that fails fast (nothing listens on port 1) still walks the whole import path.
     mods = modules_after(["pull", "127.0.0.1:1/a/b:v1", "--retries", "0", "--no-node-config"])
     assert "crossfetch" in mods
-    for heavy in ("httpx", "httpcore", "grpc", "google", "rich", "cryptography", "pydantic",
-                  "certifi"):
+    for heavy in ("httpx", "httpcore", "click", "grpc", "google", "rich", "cryptography",
+                  "pydantic", "certifi"):
         assert heavy not in mods, f"{heavy} imported on the pull path"

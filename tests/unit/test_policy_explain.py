@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from crossfetch.cli.main import cli
 from crossfetch.policy.node import load_node_policy
 from crossfetch.policy.resolver import Policy
 from crossfetch.reference import Reference
 from tests.support.certs import PKI, make_pki
+from tests.support.cli import invoke
 
 DATA = Path(__file__).parent / "data" / "node"
 STRICT_DEFAULT = {"mode": "Strict", "caFiles": [], "caInline": 0, "clientCert": None,
@@ -35,7 +34,7 @@ def write(path: Path, text: str) -> Path:
 
 def run(tmp_path: Path, *args: str) -> tuple[int, str]:
     env = {"DOCKER_CONFIG": str(tmp_path / "no-docker-config"), "HOME": str(tmp_path)}
-    result = CliRunner().invoke(cli, [*args, "--no-node-config"], env=env,
+    result = invoke([*args, "--no-node-config"], env=env,
                                 catch_exceptions=False)
     return result.exit_code, result.output
 

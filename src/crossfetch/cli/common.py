@@ -1,15 +1,18 @@
-"""Options, policy building, output and error rendering shared by every command."""
+"""Options, policy building, output and error rendering shared by every command.
+
+The CLI is built on :mod:`argparse`: importing click costs ~13 ms more than argparse, a tenth
+of a whole package pull (docs/benchmarks.md), and start-up is part of what users wait for.
+"""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-
-import click
 
 from ..errors import CrossfetchError
 
@@ -19,85 +22,132 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-def output_option(f: F) -> F:
-    return click.option("--output", "-O", "output_format", type=click.Choice(["text", "json"]),
-                        default="text", show_default=True,
-                        help="Human text, or one JSON object for scripts.")(f)
+REF_HELP = "REF is host[:port]/path[:tag][@sha256:...]; the registry host is required."
 
 
-def policy_options(f: F) -> F:
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples in descriptions as written; shows defaults where they help."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=min(100, _width()))
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default not in (None, False, [], (), argparse.SUPPRESS) and \
+                "%(default)" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def new_parser(prog: str, doc: str, *, epilog: str | None = None,
+               args: str = "REF") -> argparse.ArgumentParser:
+    """A command's parser; ``doc`` (description and examples) is shown as written."""
+    return argparse.ArgumentParser(prog=prog, description=doc.strip(), epilog=epilog,
+                                   usage=f"%(prog)s {args} [options]",
+                                   formatter_class=HelpFormatter, allow_abbrev=False)
+
+
+def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + ("\n" if nl else ""))
+    stream.flush()
+
+
+def confirm(question: str) -> bool:
+    """Ask on stderr, read the answer from stdin; anything but y/yes is no."""
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"{value} is not in 0..10")
+    return value
+
+
+def add_output_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-O", dest="output_format", choices=["text", "json"],
+                   default="text", help="Human text, or one JSON object for scripts.")
+
+
+def add_policy_options(p: argparse.ArgumentParser) -> None:
     """Options that decide where to go and whom to trust."""
-    opts = [
-        click.option("--config", "-c", "config_files", multiple=True,
-                     type=click.Path(dir_okay=False),
-                     help="Multi-document YAML with ImageConfig, ConfigMap and Secret objects, as "
-                     "you would kubectl apply them. Repeatable."),
-        click.option("--ca-bundle", type=click.Path(dir_okay=False), envvar="CA_BUNDLE_PATH",
-                     help="Extra CA certificates (PEM), added to the system roots for every "
-                     "registry. Env: CA_BUNDLE_PATH (Crossplane's name)."),
-        click.option("--default-registry", metavar="HOST",
-                     help="Registry for names without one (Crossplane v2 refuses such names)."),
-        click.option("--timeout", type=float, default=None, metavar="SECONDS",
-                     help="Connect and read timeout per request (default 10 s connect, 60 s "
-                     "read)."),
-        click.option("--retries", type=click.IntRange(0, 10), default=3, show_default=True,
-                     help="Retries on connection errors, 5xx and 429 (with backoff)."),
-        click.option("--allow-plain-http-credentials", is_flag=True,
-                     help="Allow sending credentials to registries that policy allows plain "
-                     "HTTP. Off by default: credentials in clear text can be stolen."),
-        # node files (containerd, Docker, containers)
-        click.option("--hosts-dir", "hosts_dirs", multiple=True, type=click.Path(file_okay=False),
-                     help="containerd certs.d directory of <host>/hosts.toml files. Repeatable."),
-        click.option("--certs-dir", "certs_dirs", multiple=True, type=click.Path(file_okay=False),
-                     help="Docker/containers certs.d directory (<host>/*.crt, client.cert, "
-                     "client.key). Repeatable."),
-        click.option("--registries-conf", type=click.Path(dir_okay=False),
-                     help="containers registries.conf (v2): mirrors, insecure, blocked."),
-        click.option("--daemon-json", type=click.Path(dir_okay=False),
-                     help="Docker daemon.json: insecure-registries (host:port or CIDR)."),
-        click.option("--no-node-config", is_flag=True,
-                     help="Do not read the node's standard files (/etc/containerd/certs.d, "
-                     "/etc/docker/certs.d, /etc/containers/registries.conf, ...)."),
-        # credentials
-        click.option("--pull-secret", "pull_secrets", multiple=True,
-                     type=click.Path(dir_okay=False),
-                     help="A kubernetes.io/dockerconfigjson Secret (YAML) or a bare "
-                     ".dockerconfigjson file. Repeatable."),
-        click.option("--username", "-u", help="User name for the registry (with "
-                     "--password-stdin)."),
-        click.option("--password-stdin", is_flag=True,
-                     help="Read the password or token from standard input."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+    g = p.add_argument_group("policy")
+    g.add_argument("--config", "-c", dest="config_files", action="append", default=[],
+                   metavar="FILE",
+                   help="Multi-document YAML with ImageConfig, ConfigMap and Secret objects, as "
+                   "you would kubectl apply them. Repeatable.")
+    g.add_argument("--ca-bundle", metavar="FILE", default=os.environ.get("CA_BUNDLE_PATH") or None,
+                   help="Extra CA certificates (PEM), added to the system roots for every "
+                   "registry. Env: CA_BUNDLE_PATH (Crossplane's name).")
+    g.add_argument("--default-registry", metavar="HOST",
+                   help="Registry for names without one (Crossplane v2 refuses such names).")
+    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="Connect and read timeout per request (default 10 s connect, 60 s read).")
+    g.add_argument("--retries", type=_retries, default=3, metavar="N",
+                   help="Retries (0..10) on connection errors, 5xx and 429, with backoff.")
+    g.add_argument("--allow-plain-http-credentials", action="store_true",
+                   help="Allow sending credentials to registries that policy allows plain "
+                   "HTTP. Off by default: credentials in clear text can be stolen.")
+    n = p.add_argument_group("node files (containerd, Docker, containers)")
+    n.add_argument("--hosts-dir", dest="hosts_dirs", action="append", default=[], metavar="DIR",
+                   help="containerd certs.d directory of <host>/hosts.toml files. Repeatable.")
+    n.add_argument("--certs-dir", dest="certs_dirs", action="append", default=[], metavar="DIR",
+                   help="Docker/containers certs.d directory (<host>/*.crt, client.cert, "
+                   "client.key). Repeatable.")
+    n.add_argument("--registries-conf", metavar="FILE",
+                   help="containers registries.conf (v2): mirrors, insecure, blocked.")
+    n.add_argument("--daemon-json", metavar="FILE",
+                   help="Docker daemon.json: insecure-registries (host:port or CIDR).")
+    n.add_argument("--no-node-config", action="store_true",
+                   help="Do not read the node's standard files (/etc/containerd/certs.d, "
+                   "/etc/docker/certs.d, /etc/containers/registries.conf, ...).")
+    c = p.add_argument_group("credentials")
+    c.add_argument("--pull-secret", dest="pull_secrets", action="append", default=[],
+                   metavar="FILE",
+                   help="A kubernetes.io/dockerconfigjson Secret (YAML) or a bare "
+                   ".dockerconfigjson file. Repeatable.")
+    c.add_argument("--username", "-u", metavar="USER",
+                   help="User name for the registry (with --password-stdin).")
+    c.add_argument("--password-stdin", action="store_true",
+                   help="Read the password or token from standard input.")
 
 
-def fetch_options(f: F) -> F:
-    opts = [
-        click.option("--platform", metavar="OS/ARCH",
-                     help="Platform to pick from a multi-platform index (default linux/amd64)."),
-        click.option("--cache-dir", type=click.Path(file_okay=False),
-                     help="Package cache (default $XDG_CACHE_HOME/crossfetch)."),
-        click.option("--pull-policy", type=click.Choice(["IfNotPresent", "Always", "Never"]),
-                     default="IfNotPresent", show_default=True,
-                     help="As Crossplane's packagePullPolicy: use the cache by digest, always "
-                     "fetch, or never touch the network for the package."),
-        click.option("--via", type=click.Choice(["direct", "cri"]), default="direct",
-                     show_default=True,
-                     help="direct: crossfetch talks to the registry. cri: the node's container "
-                     "runtime pulls (the kubelet path, with the node's hosts.toml and our "
-                     "credentials as CRI AuthConfig) and crossfetch reads its content store."),
-        click.option("--runtime-endpoint", metavar="URL",
-                     default="unix:///run/containerd/containerd.sock", show_default=True,
-                     help="The runtime's CRI socket, for --via cri."),
-        click.option("--runtime-namespace", default="k8s.io", show_default=True,
-                     help="containerd namespace to read images from (kubelet uses k8s.io)."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+def add_runtime_options(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("the node path")
+    g.add_argument("--via", choices=["direct", "cri"], default="direct", help=what)
+    g.add_argument("--runtime-endpoint", metavar="URL",
+                   default="unix:///run/containerd/containerd.sock",
+                   help="The runtime's CRI socket, for --via cri.")
+    g.add_argument("--runtime-namespace", default="k8s.io", metavar="NS",
+                   help="containerd namespace to read images from (kubelet uses k8s.io).")
+
+
+def add_fetch_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fetching")
+    g.add_argument("--platform", metavar="OS/ARCH",
+                   help="Platform to pick from a multi-platform index (default linux/amd64).")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="Package cache (default $XDG_CACHE_HOME/crossfetch).")
+    g.add_argument("--pull-policy", choices=["IfNotPresent", "Always", "Never"],
+                   default="IfNotPresent",
+                   help="As Crossplane's packagePullPolicy: use the cache by digest, always "
+                   "fetch, or never touch the network for the package.")
+    add_runtime_options(p, "direct: crossfetch talks to the registry. cri: the node's container "
+                        "runtime pulls (the kubelet path, with the node's hosts.toml and our "
+                        "credentials as CRI AuthConfig) and crossfetch reads its content store.")
 
 
 def build_policy(params: dict[str, Any]) -> Policy:
@@ -105,7 +155,7 @@ def build_policy(params: dict[str, Any]) -> Policy:
     from ..policy.node import load_node_policy
     from ..policy.resolver import Policy
 
-    # CA_BUNDLE_PATH is read by click into --ca-bundle, so the policy sees no environment here.
+    # CA_BUNDLE_PATH is read by the parser into --ca-bundle, so the policy sees no environment.
     policy = Policy.load(params.get("config_files") or (), ca_bundle=params.get("ca_bundle"),
                          env={},
                          allow_plain_http_credentials=bool(
@@ -180,7 +230,7 @@ def make_progress() -> Progress | None:
 
 
 def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+    echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
 def fail(err: CrossfetchError, output_format: str) -> NoReturn:
@@ -188,20 +238,20 @@ def fail(err: CrossfetchError, output_format: str) -> NoReturn:
     if output_format == "json":
         emit_json({"ok": False, **err.to_dict()})
     else:
-        click.echo(f"error: {err.message}", err=True)
+        echo(f"error: {err.message}", err=True)
         if err.url or err.mode:
             bits = [f"url: {err.url}" if err.url else "", f"mode: {err.mode}" if err.mode else ""]
-            click.echo("  " + ", ".join(b for b in bits if b), err=True)
+            echo("  " + ", ".join(b for b in bits if b), err=True)
         for k, v in (err.detail or {}).items():
             if k in ("skipped_endpoints",) and isinstance(v, list):
                 for s in v:
-                    click.echo(f"  tried {s.get('role')} {s.get('url')}: {s.get('error')}",
+                    echo(f"  tried {s.get('role')} {s.get('url')}: {s.get('error')}",
                                err=True)
         if err.fix:
             lines = err.fix.splitlines()
-            click.echo(f"  fix: {lines[0]}", err=True)
+            echo(f"  fix: {lines[0]}", err=True)
             for line in lines[1:]:
-                click.echo(f"       {line}", err=True)
+                echo(f"       {line}", err=True)
     sys.exit(err.exit_code)
 
 
@@ -209,10 +259,10 @@ def handle_errors(f: F) -> F:
     """Turn crossfetch errors into messages and exit codes (never a traceback)."""
 
     @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        fmt = kwargs.get("output_format", "text")
+    def wrapper(ns: argparse.Namespace) -> Any:
+        fmt = getattr(ns, "output_format", "text")
         try:
-            return f(*args, **kwargs)
+            return f(ns)
         except CrossfetchError as e:
             fail(e, fmt)
         except OSError as e:

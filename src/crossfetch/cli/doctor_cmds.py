@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
 
-import click
-
-from .common import build_policy, emit_json, handle_errors, output_option, policy_options
+from ..errors import UsageError
+from .common import (
+    REF_HELP,
+    add_output_option,
+    add_policy_options,
+    add_runtime_options,
+    build_policy,
+    echo,
+    emit_json,
+    handle_errors,
+    new_parser,
+)
 
 
 def _labels(text: str | None) -> dict[str, str] | None:
@@ -17,55 +27,19 @@ def _labels(text: str | None) -> dict[str, str] | None:
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{part!r} is not key=value", param_hint="--pod-labels")
+            raise UsageError(f"--pod-labels: {part!r} is not key=value",
+                             fix="write labels as key=value,key2=value2")
         out[key.strip()] = value.strip()
     return out
 
 
-@click.command()
-@click.argument("ref")
-@click.option("--platform", metavar="OS/ARCH",
-              help="Platform to pick from a multi-platform index (default linux/amd64).")
-@click.option("--network-policies", "netpol_file", type=click.Path(dir_okay=False),
-              help="What `kubectl get networkpolicy -A -o yaml` prints: decide whether the "
-              "Crossplane pod may reach the registry (and cluster DNS).")
-@click.option("--pod-namespace", default="crossplane-system", show_default=True,
-              help="Namespace of the pod that pulls (with --network-policies).")
-@click.option("--pod-labels", default="app=crossplane", show_default=True, metavar="K=V,...",
-              help="Labels of the pod that pulls (with --network-policies).")
-@click.option("--in-cluster/--not-in-cluster", default=None,
-              help="Treat loopback addresses as failures (inside a pod they reach the pod "
-              "itself). Default: detected from KUBERNETES_SERVICE_HOST.")
-@click.option("--verbose", "-v", is_flag=True, help="Show every check's full detail.")
-@click.option("--via", type=click.Choice(["direct", "cri"]), default="direct", show_default=True,
-              help="cri: diagnose the node path instead: runtime socket, name and version, the "
-              "runtime's pull, and the package read from its content store.")
-@click.option("--runtime-endpoint", metavar="URL",
-              default="unix:///run/containerd/containerd.sock", show_default=True,
-              help="The runtime's CRI socket, for --via cri.")
-@click.option("--runtime-namespace", default="k8s.io", show_default=True,
-              help="containerd namespace (kubelet uses k8s.io).")
-@policy_options
-@output_option
 @handle_errors
-def doctor(ref: str, platform: str | None, netpol_file: str | None, pod_namespace: str,
-           pod_labels: str, in_cluster: bool | None, verbose: bool, via: str,
-           runtime_endpoint: str, runtime_namespace: str, output_format: str,
-           **params: Any) -> None:
-    """Diagnose why REF cannot be pulled: reference, policy, dns, tcp, tls, registry, auth,
-    manifest (HEAD and GET), package, and with --network-policies the Crossplane pod's egress.
-    The first failure stops the chain. Every failure names its cause and a fix to paste.
-
-    Every network step is bounded by --timeout (default 5 s here). Exit 0 when a pull would
-    succeed (warnings allowed), 1 when it would fail, 2 for bad usage.
-
-    \b
-    Examples:
-      crossfetch doctor gitea.cnoe.localtest.me:8443/giteaadmin/xfn:latest
-      crossfetch doctor reg.local:8443/fns/f:v1 --config local.yaml -O json
-      kubectl get networkpolicy -A -o yaml > np.yaml
-      crossfetch doctor reg.example/fns/f:v1 --network-policies np.yaml
-    """
+def run_doctor(ns: argparse.Namespace) -> None:
+    params = vars(ns)
+    ref, platform, netpol_file = ns.ref, ns.platform, ns.netpol_file
+    pod_namespace, pod_labels, in_cluster = ns.pod_namespace, ns.pod_labels, ns.in_cluster
+    verbose, via, output_format = ns.verbose, ns.via, ns.output_format
+    runtime_endpoint, runtime_namespace = ns.runtime_endpoint, ns.runtime_namespace
     from ..doctor import Doctor, render_text
 
     policies = None
@@ -82,5 +56,50 @@ def doctor(ref: str, platform: str | None, netpol_file: str | None, pod_namespac
     if output_format == "json":
         emit_json(report.to_dict())
     else:
-        click.echo(render_text(report, verbose=verbose), nl=False)
+        echo(render_text(report, verbose=verbose), nl=False)
     sys.exit(0 if report.ok else 1)
+
+
+def doctor_parser(prog: str) -> argparse.ArgumentParser:
+    p = new_parser(prog, """\
+Diagnose why REF cannot be pulled: reference, policy, dns, tcp, tls, registry, auth, manifest
+(HEAD and GET), package, and with --network-policies the Crossplane pod's egress. The first
+failure stops the chain. Every failure names its cause and a fix to paste.
+
+Every network step is bounded by --timeout (default 5 s here). Exit 0 when a pull would succeed
+(warnings allowed), 1 when it would fail, 2 for bad usage.
+
+Examples:
+  crossfetch doctor gitea.cnoe.localtest.me:8443/giteaadmin/xfn:latest
+  crossfetch doctor reg.local:8443/fns/f:v1 --config local.yaml -O json
+  kubectl get networkpolicy -A -o yaml > np.yaml
+  crossfetch doctor reg.example/fns/f:v1 --network-policies np.yaml
+  crossfetch doctor reg.example/fns/f:v1 --via cri    # the node path: the runtime's pull
+""", epilog=REF_HELP)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--platform", metavar="OS/ARCH",
+                   help="Platform to pick from a multi-platform index (default linux/amd64).")
+    g = p.add_argument_group("cluster")
+    g.add_argument("--network-policies", dest="netpol_file", metavar="FILE",
+                   help="What `kubectl get networkpolicy -A -o yaml` prints: decide whether the "
+                   "Crossplane pod may reach the registry (and cluster DNS).")
+    g.add_argument("--pod-namespace", default="crossplane-system",
+                   help="Namespace of the pod that pulls (with --network-policies).")
+    g.add_argument("--pod-labels", default="app=crossplane", metavar="K=V,...",
+                   help="Labels of the pod that pulls (with --network-policies).")
+    g.add_argument("--in-cluster", dest="in_cluster", action="store_const", const=True,
+                   default=None, help="Treat loopback addresses as failures (inside a pod they "
+                   "reach the pod itself). Default: detected from KUBERNETES_SERVICE_HOST.")
+    g.add_argument("--not-in-cluster", dest="in_cluster", action="store_const", const=False,
+                   help="Treat loopback addresses as warnings (a laptop).")
+    p.add_argument("--verbose", "-v", action="store_true", help="Show every check's full detail.")
+    add_output_option(p)
+    add_runtime_options(p, "cri: diagnose the node path instead: runtime socket, name and "
+                        "version, the runtime's pull, and the package read from its content "
+                        "store.")
+    add_policy_options(p)
+    p.set_defaults(func=run_doctor)
+    return p
+
+
+PARSERS: dict[str, Callable[[str], argparse.ArgumentParser]] = {"doctor": doctor_parser}

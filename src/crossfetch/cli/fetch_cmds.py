@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
-import click
-
 from .common import (
+    REF_HELP,
+    add_fetch_options,
+    add_output_option,
+    add_policy_options,
     build_client,
+    echo,
     emit_json,
-    fetch_options,
     handle_errors,
-    output_option,
-    policy_options,
+    new_parser,
 )
-
-REF_HELP = "REF is host[:port]/path[:tag][@sha256:...]; the registry host is required."
 
 
 def _summary(d: dict[str, Any], *, err: bool = False, wrote: str | None = None) -> None:
     def line(k: str, v: Any) -> None:
-        click.echo(f"  {k:<11} {v}", err=err)
+        echo(f"  {k:<11} {v}", err=err)
 
     src = "cache" if d.get("cached") else (d.get("endpoint") or "registry")
-    click.echo(f"{d.get('kind')} {d.get('name')}  ({d.get('apiVersion')})", err=err)
+    echo(f"{d.get('kind')} {d.get('name')}  ({d.get('apiVersion')})", err=err)
     line("reference", d["reference"])
     if d["resolved"] != d["reference"]:
         line("resolved", d["resolved"])
@@ -47,99 +50,139 @@ def _summary(d: dict[str, Any], *, err: bool = False, wrote: str | None = None) 
         line("wrote", f"{wrote} ({d.get('size')} bytes)")
 
 
-@click.command(epilog=REF_HELP)
-@click.argument("ref")
-@click.option("-o", "--out", "out", metavar="FILE",
-              help="Write package.yaml here (- for stdout). Written atomically.")
-@fetch_options
-@policy_options
-@output_option
 @handle_errors
-def pull(ref: str, out: str | None, output_format: str, **params: Any) -> None:
-    """Fetch a package: resolve REF to a digest, read only the base layer, verify every digest,
-    cache package.yaml by digest and optionally write it out.
-
-    \b
-    Examples:
-      crossfetch pull reg.local:8443/fns/function-foo:v0.1.0 --ca-bundle ca.crt -o package.yaml
-      crossfetch pull 10.0.0.5:5000/fns/function-bar:v1 --config local.yaml -O json
-      crossfetch pull reg.local/fns/f@sha256:<digest> --pull-policy Never   # offline, from cache
-    """
-    with build_client(params, progress=output_format != "json") as client:
-        result = client.pull(ref, out)
+def run_pull(ns: argparse.Namespace) -> None:
+    params = vars(ns)
+    out, fmt = ns.out, ns.output_format
+    with build_client(params, progress=fmt != "json") as client:
+        result = client.pull(ns.ref, out)
     d = result.to_dict()
-    if output_format == "json":
-        if out == "-":
-            click.echo(d, err=True)
+    if fmt == "json":
+        if out == "-":  # stdout carries package.yaml: the JSON goes to stderr
+            sys.stderr.write(json.dumps({"ok": True, **d, "output": out}, indent=2,
+                                        default=str) + "\n")
         else:
             emit_json({"ok": True, **d, "output": out})
         return
     _summary(d, err=out == "-", wrote=out if out and out != "-" else None)
 
 
-@click.command(epilog=REF_HELP)
-@click.argument("ref")
-@click.option("--validate", is_flag=True,
-              help="Parse every object of package.yaml, not just the meta object (slower).")
-@fetch_options
-@policy_options
-@output_option
+def pull_parser(prog: str) -> argparse.ArgumentParser:
+    p = new_parser(prog, """\
+Fetch a package: resolve REF to a digest, read only the base layer, verify every digest,
+cache package.yaml by digest and optionally write it out.
+
+Examples:
+  crossfetch pull reg.local:8443/fns/function-foo:v0.1.0 --ca-bundle ca.crt -o package.yaml
+  crossfetch pull 10.0.0.5:5000/fns/function-bar:v1 --config local.yaml -O json
+  crossfetch pull reg.local/fns/f@sha256:<digest> --pull-policy Never   # offline, from cache
+""", epilog=REF_HELP)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-o", "--out", metavar="FILE",
+                   help="Write package.yaml here (- for stdout). Written atomically.")
+    add_output_option(p)
+    add_fetch_options(p)
+    add_policy_options(p)
+    p.set_defaults(func=run_pull)
+    return p
+
+
 @handle_errors
-def inspect(ref: str, validate: bool, output_format: str, **params: Any) -> None:
-    """Show what a package is: kind, name, Crossplane version constraint, dependencies
-    (both the new and the legacy dependsOn form), and its objects counted by kind."""
-    with build_client(params, progress=output_format != "json") as client:
-        result = client.pull(ref)
+def run_inspect(ns: argparse.Namespace) -> None:
+    params = vars(ns)
+    with build_client(params, progress=ns.output_format != "json") as client:
+        result = client.pull(ns.ref)
     d = result.to_dict()
-    if validate:
+    if ns.validate:
         from ..xpkg import parse_package_stream
 
         with open(result.path, "rb") as f:
             full = parse_package_stream(f, full=True)
         d["objects"] = full.to_dict().get("objects", d["objects"])
         d["validated"] = True
-    if output_format == "json":
+    if ns.output_format == "json":
         emit_json({"ok": True, **d})
         return
     _summary(d)
     for k, v in sorted((d.get("annotations") or {}).items()):
         if k.startswith("meta.crossplane.io/") and k != "meta.crossplane.io/readme":
-            click.echo(f"  {k.split('/', 1)[1]:<11} {v}")
+            echo(f"  {k.split('/', 1)[1]:<11} {v}")
 
 
-@click.command(epilog=REF_HELP)
-@click.argument("ref")
-@policy_options
-@output_option
+def inspect_parser(prog: str) -> argparse.ArgumentParser:
+    p = new_parser(prog, """\
+Show what a package is: kind, name, Crossplane version constraint, dependencies (both the
+new and the legacy dependsOn form), and its objects counted by kind. Uses the cache like pull.
+
+Examples:
+  crossfetch inspect xpkg.crossplane.io/crossplane-contrib/provider-kubernetes:v0.15.0
+  crossfetch inspect reg.local:5000/cfg/platform:v1 --config local.yaml --validate -O json
+""", epilog=REF_HELP)
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--validate", action="store_true",
+                   help="Parse every object of package.yaml, not just the meta object (slower).")
+    add_output_option(p)
+    add_fetch_options(p)
+    add_policy_options(p)
+    p.set_defaults(func=run_inspect)
+    return p
+
+
 @handle_errors
-def head(ref: str, output_format: str, **params: Any) -> None:
-    """Resolve REF to its manifest digest, media type and size. Uses HEAD, and GET when a
-    registry or proxy answers HEAD badly."""
-    with build_client(params, progress=False) as client:
-        result = client.head(ref)
+def run_head(ns: argparse.Namespace) -> None:
+    with build_client(vars(ns), progress=False) as client:
+        result = client.head(ns.ref)
     d = result.to_dict()
-    if output_format == "json":
+    if ns.output_format == "json":
         emit_json({"ok": True, **d})
         return
-    click.echo(d["digest"])
-    click.echo(f"  mediaType  {d['mediaType']}\n  size       {d['size']}\n"
-               f"  endpoint   {d['endpoint']}")
+    echo(d["digest"])
+    echo(f"  mediaType  {d['mediaType']}\n  size       {d['size']}\n"
+         f"  endpoint   {d['endpoint']}")
 
 
-@click.command(epilog=REF_HELP)
-@click.argument("ref")
-@policy_options
-@output_option
+def head_parser(prog: str) -> argparse.ArgumentParser:
+    p = new_parser(prog, """\
+Resolve REF to its manifest digest, media type and size. Uses HEAD, and GET when a registry
+or proxy answers HEAD badly (as Crossplane does).
+
+Example:
+  crossfetch head reg.local:8443/fns/function-foo:v0.1.0 --ca-bundle ca.crt -O json
+""", epilog=REF_HELP)
+    p.add_argument("ref", metavar="REF")
+    add_output_option(p)
+    add_policy_options(p)
+    p.set_defaults(func=run_head)
+    return p
+
+
 @handle_errors
-def tags(ref: str, output_format: str, **params: Any) -> None:
-    """List every tag of REF's repository (REF's own tag is ignored), following Link
-    pagination."""
-    with build_client(params, progress=False) as client:
-        decision = client.decide(ref)
+def run_tags(ns: argparse.Namespace) -> None:
+    with build_client(vars(ns), progress=False) as client:
+        decision = client.decide(ns.ref)
         names = client.registry(decision).tags()
-    if output_format == "json":
+    if ns.output_format == "json":
         emit_json({"ok": True, "reference": str(decision.reference),
                    "repository": decision.resolved.name, "tags": names})
         return
     for t in names:
-        click.echo(t)
+        echo(t)
+
+
+def tags_parser(prog: str) -> argparse.ArgumentParser:
+    p = new_parser(prog, """\
+List every tag of REF's repository (REF's own tag is ignored), following Link pagination.
+
+Example:
+  crossfetch tags reg.local:8443/fns/function-foo --ca-bundle ca.crt
+""", epilog=REF_HELP)
+    p.add_argument("ref", metavar="REF")
+    add_output_option(p)
+    add_policy_options(p)
+    p.set_defaults(func=run_tags)
+    return p
+
+
+PARSERS: dict[str, Callable[[str], argparse.ArgumentParser]] = {
+    "pull": pull_parser, "inspect": inspect_parser, "head": head_parser, "tags": tags_parser,
+}

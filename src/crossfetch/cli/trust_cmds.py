@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
-
-from .common import emit_json, handle_errors, output_option
+from .common import add_output_option, confirm, echo, emit_json, handle_errors, new_parser
 
 
 def _interactive() -> bool:
@@ -18,56 +18,16 @@ def _interactive() -> bool:
 
 
 def _say(text: str, to_stderr: bool) -> None:
-    click.echo(text, err=to_stderr)
+    echo(text, err=to_stderr)
 
 
-@click.command()
-@click.argument("target", metavar="HOST[:PORT]")
-@click.option("--fingerprint", metavar="sha256:HEX",
-              help="The SHA-256 fingerprint the trust anchor must have (as printed here, or by "
-              "`openssl x509 -noout -fingerprint -sha256`).")
-@click.option("--from-secret", "secret_file", type=click.Path(dir_okay=False, exists=True),
-              help="Take the CA from a Secret manifest (keys ca.crt or tls.crt), e.g. "
-              "idpbuilder's: kubectl get secret -n default idpbuilder-cert -o yaml. No "
-              "connection is made.")
-@click.option("--emit", "emits", multiple=True, default=("pem",), show_default=True,
-              type=click.Choice(["pem", "configmap", "helm-values", "imageconfig",
-                                 "hosts-toml", "certs-d"]),
-              help="What to write for the anchor. Repeat configmap/imageconfig to get both "
-              "in one multi-document YAML.")
-@click.option("-o", "--out", "out", metavar="PATH",
-              help="Write here instead of stdout (certs-d: a directory; hosts-toml: a file, or "
-              "an existing directory to get <dir>/<host:port>/hosts.toml and ca.crt).")
-@click.option("--name", "cm_name", help="ConfigMap name (default derived from the host).")
-@click.option("--namespace", default="crossplane-system", show_default=True,
-              help="Namespace of the ConfigMap (Crossplane's).")
-@click.option("--key", default="ca.crt", show_default=True, help="ConfigMap key.")
-@click.option("--server-name", help="SNI name to send (default HOST).")
-@click.option("--timeout", type=float, default=5.0, show_default=True, metavar="SECONDS")
-@click.option("--yes", "assume_yes", is_flag=True, hidden=True)
-@output_option
 @handle_errors
-def trust(target: str, fingerprint: str | None, secret_file: str | None, emits: tuple[str, ...],
-          out: str | None, cm_name: str | None, namespace: str, key: str,
-          server_name: str | None, timeout: float, assume_yes: bool, output_format: str,
-          **_: Any) -> None:
-    """Read HOST[:PORT]'s certificate chain, show every certificate (subject, issuer, validity,
-    SANs, SHA-256), and save the trust anchor: the root if the server sent it, else its
-    self-signed certificate.
-
-    The anchor is saved only when --fingerprint matches it, or after a yes on a terminal.
-    Otherwise nothing is written and the command to run (with the fingerprint) is printed,
-    exit code 2.
-
-    \b
-    Examples:
-      crossfetch trust gitea.cnoe.localtest.me:8443
-      crossfetch trust reg.local:8443 --fingerprint sha256:3f1c... --emit configmap \\
-          --emit imageconfig -o trust.yaml
-      crossfetch trust reg.local:8443 --from-secret idpbuilder-cert.yaml --emit helm-values
-      crossfetch trust reg.local:8443 --fingerprint sha256:3f1c... --emit certs-d \\
-          -o /etc/docker/certs.d
-    """
+def run_trust(ns: argparse.Namespace) -> None:
+    target, fingerprint, secret_file = ns.target, ns.fingerprint, ns.secret_file
+    emits: tuple[str, ...] = tuple(ns.emits or ["pem"])
+    out, cm_name, namespace, key = ns.out, ns.cm_name, ns.namespace, ns.key
+    server_name, timeout, assume_yes = ns.server_name, ns.timeout, ns.assume_yes
+    output_format = ns.output_format
     from ..errors import CrossfetchError, PolicyRefused, UsageError
     from ..trust import (
         CertInfo,
@@ -126,9 +86,9 @@ def trust(target: str, fingerprint: str | None, secret_file: str | None, emits: 
                 "certificate can mean the connection is intercepted")
     elif not secret_file:
         if (assume_yes or _interactive()) and output_format != "json":
-            ok = assume_yes or click.confirm(
+            ok = assume_yes or confirm(
                 f"Trust {anchor.subject} (sha256 {anchor.fingerprint.removeprefix('sha256:')}) "
-                f"for {registry}?", default=False, err=True)
+                f"for {registry}?")
             if not ok:
                 raise PolicyRefused("not trusted: answered no", cause="not-confirmed")
         else:
@@ -141,9 +101,9 @@ def trust(target: str, fingerprint: str | None, secret_file: str | None, emits: 
                            "chain": [c.to_dict() for c in chain],
                            "anchor": anchor.to_dict(), "command": cmd})
             else:
-                click.echo("refusing to save an unpinned certificate without a terminal to "
+                echo("refusing to save an unpinned certificate without a terminal to "
                            "confirm it. After checking the fingerprint, run:", err=True)
-                click.echo(f"  {cmd}", err=True)
+                echo(f"  {cmd}", err=True)
             sys.exit(2)
     names = TrustNames(registry, cm_name or "", namespace, key)
     written: list[Path] = []
@@ -161,7 +121,7 @@ def trust(target: str, fingerprint: str | None, secret_file: str | None, emits: 
             Path(out).write_text(text, encoding="utf-8")
             written = [Path(out)]
         elif output_format != "json":
-            click.echo(text, nl=False)
+            echo(text, nl=False)
     if output_format == "json":
         result: dict[str, Any] = {"ok": True, "host": registry,
                                   "chain": [c.to_dict() for c in chain],
@@ -180,3 +140,54 @@ def trust(target: str, fingerprint: str | None, secret_file: str | None, emits: 
         _say(f"checked: a Strict handshake with {registry} verifies with this anchor", True)
     for p in written:
         _say(f"wrote {p}", True)
+
+
+def trust_parser(prog: str) -> argparse.ArgumentParser:
+    p = new_parser(prog, args="HOST[:PORT]", doc="""\
+Read HOST[:PORT]'s certificate chain, show every certificate (subject, issuer, validity, SANs,
+SHA-256), and save the trust anchor: the root if the server sent it, else its self-signed
+certificate.
+
+The anchor is saved only when --fingerprint matches it, or after a yes on a terminal.
+Otherwise nothing is written and the command to run (with the fingerprint) is printed,
+exit code 2.
+
+Examples:
+  crossfetch trust gitea.cnoe.localtest.me:8443
+  crossfetch trust reg.local:8443 --fingerprint sha256:3f1c... --emit configmap \\
+      --emit imageconfig -o trust.yaml
+  crossfetch trust reg.local:8443 --from-secret idpbuilder-cert.yaml --emit helm-values
+  crossfetch trust reg.local:8443 --fingerprint sha256:3f1c... --emit certs-d \\
+      -o /etc/docker/certs.d
+""")
+    p.add_argument("target", metavar="HOST[:PORT]")
+    p.add_argument("--fingerprint", metavar="sha256:HEX",
+                   help="The SHA-256 fingerprint the trust anchor must have (as printed here, "
+                   "or by `openssl x509 -noout -fingerprint -sha256`).")
+    p.add_argument("--from-secret", dest="secret_file", metavar="FILE",
+                   help="Take the CA from a Secret manifest (keys ca.crt or tls.crt), e.g. "
+                   "idpbuilder's: kubectl get secret -n default idpbuilder-cert -o yaml. No "
+                   "connection is made.")
+    p.add_argument("--emit", dest="emits", action="append",
+                   choices=["pem", "configmap", "helm-values", "imageconfig", "hosts-toml",
+                            "certs-d"],
+                   help="What to write for the anchor (default pem). Repeat configmap/"
+                   "imageconfig to get both in one multi-document YAML.")
+    p.add_argument("-o", "--out", metavar="PATH",
+                   help="Write here instead of stdout (certs-d: a directory; hosts-toml: a "
+                   "file, or an existing directory to get <dir>/<host:port>/hosts.toml and "
+                   "ca.crt).")
+    p.add_argument("--name", dest="cm_name", help="ConfigMap name (default derived from the "
+                   "host).")
+    p.add_argument("--namespace", default="crossplane-system",
+                   help="Namespace of the ConfigMap (Crossplane's).")
+    p.add_argument("--key", default="ca.crt", help="ConfigMap key.")
+    p.add_argument("--server-name", help="SNI name to send (default HOST).")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    p.add_argument("--yes", dest="assume_yes", action="store_true", help=argparse.SUPPRESS)
+    add_output_option(p)
+    p.set_defaults(func=run_trust)
+    return p
+
+
+PARSERS: dict[str, Callable[[str], argparse.ArgumentParser]] = {"trust": trust_parser}
