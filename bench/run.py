@@ -231,8 +231,6 @@ def machine_info(peer_py: Path | None) -> dict[str, object]:
         "kernel": platform.release(),
         "python": first_line([str(VENV_BIN / "python"), "--version"]),
         "crossfetch": first_line([str(VENV_BIN / "crossfetch"), "--version"]),
-        "httpx": first_line([str(VENV_BIN / "python"), "-c",
-                             "import importlib.metadata as m; print(m.version('httpx'))"]),
         "docker-registry": first_line(["/usr/bin/docker-registry", "--version"]),
         "skopeo": first_line(["skopeo", "--version"]),
         "curl": first_line(["curl", "--version"]),
