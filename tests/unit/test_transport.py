@@ -220,3 +220,43 @@ def test_retry_after_parsing() -> None:
     assert _retry_after(r("100000")) == 30.0  # capped
     assert _retry_after(r("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0
     assert _retry_after(r("soon")) is None
+
+
+# --- system trust anchors ------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_contexts() -> Iterator[None]:
+    from crossfetch.transport import tls
+
+    tls.ssl_context.cache_clear()
+    tls._is_hashed_dir.cache_clear()
+    yield
+    tls.ssl_context.cache_clear()
+    tls._is_hashed_dir.cache_clear()
+
+
+def test_system_roots_from_a_hashed_directory(tls_server: Server, ca: trustme.CA,
+                                              tmp_path: Path, fresh_contexts: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca.cert_pem.write_to_path(str(certs / "test-ca.pem"))
+    subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with transport() as t:  # no --ca-bundle: the CA is a "system" root here
+        assert t.send(ep(f"https://{tls_server.host}"), "GET", "/v2/").status_code == 200
+
+
+def test_a_custom_ssl_cert_file_is_honoured(tls_server: Server, ca: trustme.CA, tmp_path: Path,
+                                            fresh_contexts: None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "corporate.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "empty"))
+    with transport() as t:
+        assert t.send(ep(f"https://{tls_server.host}"), "GET", "/v2/").status_code == 200
