@@ -86,17 +86,23 @@ def load_node_policy(*, hosts_dirs: Sequence[str] = (), certs_dirs: Sequence[str
             daemon_path = root / system_paths.daemon_json
     if not (hosts_roots or certs_roots or regs_path or daemon_path or system_regs):
         return None  # nothing to read: the readers (and tomllib) are never imported
-    from .certsd import CertsDirs
-    from .config import NodeConfig
-    from .daemonjson import load_daemon_json
-    from .registriesconf import load_registries_conf
+    regs = None
+    if regs_path:
+        from .registriesconf import load_registries_conf
 
-    regs = load_registries_conf(regs_path) if regs_path else None
+        regs = load_registries_conf(regs_path)
     if system_regs:
         regs = _system_registries_conf(root, system_paths)
-    daemon = load_daemon_json(daemon_path) if daemon_path else None
+    daemon = None
+    if daemon_path:
+        from .daemonjson import load_daemon_json
+
+        daemon = load_daemon_json(daemon_path)
     if not (hosts_roots or certs_roots or regs or daemon):
-        return None
+        return None  # e.g. a registries.conf with only search registries: nothing to apply
+    from .certsd import CertsDirs
+    from .config import NodeConfig
+
     return NodeConfig(hosts_roots=hosts_roots, certs=CertsDirs(certs_roots), registries=regs,
                       daemon=daemon)
 
