@@ -408,3 +408,20 @@ def test_json_error_output(tmp_path: Path) -> None:
     assert r.returncode == 1
     d: dict[str, Any] = json.loads(r.stdout)
     assert d["ok"] is False and d["cause"] == "connection-refused" and d["fix"]
+
+
+def test_ipv6_literal_registry(tmp_path: Path, testbed_dir: Path,
+                               packages: dict[str, PushedPackage]) -> None:
+    from tests.support.push import raw_push
+
+    p = packages["configuration"]
+    # skopeo 1.9 cannot parse IPv6 references, so the independent raw pusher puts it in.
+    with Registry(testbed_dir, host="::1") as reg:
+        assert reg.host.startswith("[::1]:")
+        raw_push(reg.url, "v6/cfg", "v1", p.built.manifest, p.built.media_type, p.built.blobs)
+        cfg = policy_file(tmp_path, imageconfig(f"{reg.host}/", mode="Disabled"))
+        out = tmp_path / "p.yaml"
+        r = crossfetch("pull", f"{reg.host}/v6/cfg:v1", "--config", str(cfg), "-o", str(out),
+                       cache=tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == p.built.package_yaml

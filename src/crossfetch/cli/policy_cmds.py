@@ -39,7 +39,11 @@ def run_export(ns: argparse.Namespace) -> None:
     from ..policy.explain import probe_reference
 
     decision = build_policy(vars(ns)).decide(probe_reference(ns.prefix))
-    echo(export_policy(decision, ns.prefix, ns.fmt), nl=False)
+    text = export_policy(decision, ns.prefix, ns.fmt)
+    if ns.output_format == "json":
+        emit_json({"ok": True, "prefix": ns.prefix, "format": ns.fmt, "text": text})
+    else:
+        echo(text, nl=False)
 
 
 def policy_parser(prog: str) -> argparse.ArgumentParser:
@@ -82,6 +86,7 @@ Examples:
     x.add_argument("--format", dest="fmt", required=True,
                    choices=["imageconfig", "hosts-toml", "registries-conf"],
                    help="Format to write the effective policy in.")
+    add_output_option(x)
     add_policy_options(x)
     x.set_defaults(func=run_export)
     return p
