@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .cache import Cache, CacheEntry, variant_name
 from .errors import CacheMiss, DigestMismatch, PolicyRefused
-from .oci import BlobSource, Descriptor, Index, Manifest, Platform, parse_manifest
+from .oci import BlobSource, Descriptor, Manifest, Platform, resolve_image
 from .policy.model import Decision, Endpoint
 from .policy.resolver import Policy
 from .reference import Reference
@@ -297,19 +297,7 @@ class Client:
 
     def _fetch(self, decision: Decision, source: BlobSource, top: str,
                endpoint: Callable[[], str | None]) -> PullResult:
-        raw, mt, digest = source.fetch_manifest(top)
-        parsed = parse_manifest(raw, mt, digest)
-        platform = None
-        if isinstance(parsed, Index):
-            choice = parsed.select(self.platform)
-            platform = str(choice.platform) if choice.platform else self.platform
-            raw, mt, digest = source.fetch_manifest(choice.digest)
-            parsed = parse_manifest(raw, mt, digest)
-            if isinstance(parsed, Index):
-                from .errors import PackageError
-
-                raise PackageError(f"index entry {choice.digest} is itself an index")
-        assert isinstance(parsed, Manifest)
+        parsed, platform = resolve_image(source, *source.fetch_manifest(top), self.platform)
         pending = self.cache.begin()
         try:
             pkg, base = self._read_package(source, parsed, pending.package_path)

@@ -201,3 +201,19 @@ class BlobSource(Protocol):
 
     def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
         """Stream a blob's bytes. The consumer verifies the digest as it reads."""
+
+
+def resolve_image(source: BlobSource, raw: bytes, media_type: str, digest: str,
+                  platform: Platform | str | None = None) -> tuple[Manifest, str | None]:
+    """The image manifest ``raw`` stands for: itself, or an index's entry for ``platform``
+    (default ``linux/amd64``) fetched from ``source``. Also returns the platform chosen."""
+    parsed = parse_manifest(raw, media_type, digest)
+    chosen = None
+    if isinstance(parsed, Index):
+        entry = parsed.select(platform)
+        chosen = str(entry.platform) if entry.platform else (str(platform) if platform else None)
+        parsed = parse_manifest(*source.fetch_manifest(entry.digest))
+        if isinstance(parsed, Index):
+            raise PackageError(f"index entry {entry.digest} is itself an index",
+                               fix="point the reference at an image or a one-level index")
+    return parsed, chosen

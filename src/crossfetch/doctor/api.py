@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import CrossfetchError, TransportError, Unauthorized
-from ..oci import ACCEPT, Descriptor, Index, Manifest, parse_manifest
+from ..oci import ACCEPT, Descriptor, resolve_image
 from ..registry import HEAD_FALLBACK, RegistryClient
 from . import fixgen
 from .report import Check, Status
@@ -254,16 +254,7 @@ class ApiStages:
         deadline = time.monotonic() + self.timeout * PACKAGE_DEADLINE_FACTOR
         source = _DeadlineSource(self.rc, deadline)
         try:
-            parsed = parse_manifest(raw, mt, digest)
-            platform = None
-            if isinstance(parsed, Index):
-                choice = parsed.select(self.platform)
-                platform = str(choice.platform) if choice.platform else self.platform
-                raw, mt, digest = source.fetch_manifest(choice.digest)
-                parsed = parse_manifest(raw, mt, digest)
-            if not isinstance(parsed, Manifest):
-                return Check("package", Status.FAIL, "invalid-package",
-                             f"index entry {digest} is itself an index")
+            parsed, platform = resolve_image(source, raw, mt, digest, self.platform)
             with tempfile.TemporaryDirectory(prefix="crossfetch-doctor-") as tmp, \
                     open(Path(tmp) / "package.yaml", "wb") as sink:
                 read = extract_package(source, parsed, sink, tmp_dir=tmp)
