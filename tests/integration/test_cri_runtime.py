@@ -34,13 +34,13 @@ from crossfetch.oci import Manifest, digest_of, parse_manifest
 from tests.support.certs import make_pki
 from tests.support.containerd import Containerd, containerd_skip_reason, write_hosts_toml
 from tests.support.registry import Registry
+from tests.support.testdata import TESTDATA
 
 pytestmark = [pytest.mark.integration, pytest.mark.containerd]
 
 if reason := containerd_skip_reason():
     pytest.skip(reason, allow_module_level=True)
 
-TESTDATA = Path("/work/shared/testdata")
 PACKAGE_YAML = (TESTDATA / "function-auto-ready" / "crossplane.yaml").read_bytes()
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TESTDATA = Path("/work/shared/testdata")
+from .testdata import TESTDATA
+
 XPKG_FILE = TESTDATA / "xpkg" / "function-conditional-patch-and-transform.xpkg"
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,9 @@ from crossfetch.errors import PackageError
 from crossfetch.oci import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_MANIFEST, Manifest, parse_manifest
 from crossfetch.xpkg import ANNOTATION, BASE, LABEL_PREFIX, find_base_layer, needs_config
 from crossfetch.xpkg.layers import config_labels
+from tests.support.testdata import TESTDATA
 
-XPKG = Path("/work/shared/testdata/xpkg/function-conditional-patch-and-transform.xpkg")
+XPKG = TESTDATA / "xpkg" / "function-conditional-patch-and-transform.xpkg"
 GZ = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,8 +11,7 @@ from hypothesis import strategies as st
 
 from crossfetch.errors import LimitExceeded, PackageError
 from crossfetch.xpkg import PackageScanner, parse_package_stream
-
-TESTDATA = Path("/work/shared/testdata")
+from tests.support.testdata import TESTDATA
 
 
 def read(rel: str) -> str:

@@ -17,8 +17,8 @@ from crossfetch.errors import DigestMismatch, LimitExceeded, PackageError
 from crossfetch.oci import Descriptor, Manifest, parse_manifest
 from crossfetch.xpkg import ANNOTATION, extract_package, read_flattened, read_package_yaml
 from crossfetch.xpkg.meta import Package
+from tests.support.testdata import TESTDATA
 
-TESTDATA = Path("/work/shared/testdata")
 XPKG = TESTDATA / "xpkg" / "function-conditional-patch-and-transform.xpkg"
 GZ_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 META = (TESTDATA / "function-auto-ready/crossplane.yaml").read_bytes()

@@ -1,6 +1,6 @@
 """Throughput check (not a test): stream a ~100 MB package.yaml out of a layer blob.
 
-Usage: .venv/bin/python tests/unit/data/xpkg/bench_stream.py [MB]
+Usage: PYTHONPATH=. .venv/bin/python bench/xpkg_stream.py [MB]
 
 Builds a gzip layer (and a plain tar) around a package.yaml made of the provider-kubernetes
 meta object and its real CRDs repeated, then times read_package_yaml reading it from a file in
@@ -19,7 +19,15 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-TESTDATA = Path("/work/shared/testdata/provider-kubernetes")
+
+def _testdata() -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.testdata import TESTDATA as found
+
+    return found
+
+
+TESTDATA = _testdata() / "provider-kubernetes"
 
 CHILD = r"""
 import sys, time
