@@ -260,3 +260,19 @@ def test_a_custom_ssl_cert_file_is_honoured(tls_server: Server, ca: trustme.CA, 
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "empty"))
     with transport() as t:
         assert t.send(ep(f"https://{tls_server.host}"), "GET", "/v2/").status_code == 200
+
+
+def test_insecure_is_not_extended_to_a_redirect_target(tls_server: Server, ca: trustme.CA,
+                                                      tmp_path: Path) -> None:
+    """Insecure was allowed for the registry; blob storage it redirects to is still verified."""
+    other_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.2").configure_cert(other_ctx)  # a CA nobody trusts
+    storage = Server("127.0.0.2", tls=other_ctx)
+    try:
+        tls_server.route("/v2/r/blobs/x", 307, {"Location": f"https://{storage.host}/x"})
+        with transport() as t, pytest.raises(TLSError):
+            t.send(ep(f"https://{tls_server.host}", TLSMode.INSECURE), "GET", "/v2/r/blobs/x",
+                   follow_redirects=True)
+        assert storage.seen == []
+    finally:
+        storage.close()

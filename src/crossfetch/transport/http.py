@@ -262,12 +262,14 @@ class Transport:
         return resp
 
     def _foreign_client(self, ep: Endpoint, scheme: str) -> Pool:
-        """For another host (blob storage): system trust plus the endpoint's extra CAs, but
-        never the endpoint's client certificate or headers."""
-        from dataclasses import replace
+        """For another host (blob storage): verified TLS with system trust plus the endpoint's
+        extra CAs, but never the endpoint's client certificate, headers or ``Insecure`` (that
+        was allowed for the registry, not for wherever it redirects)."""
+        from ..policy.model import TLSConfig
 
-        bare = replace(ep, tls=replace(ep.tls, client=None), headers=())
-        return self._client(bare, scheme)
+        tls = TLSConfig(mode=TLSMode.STRICT, ca_files=ep.tls.ca_files, ca_pem=ep.tls.ca_pem,
+                        source=ep.tls.source)
+        return self._client(Endpoint(url=ep.url, role="redirect", tls=tls), scheme)
 
     # --- error translation ---
 
