@@ -137,3 +137,20 @@ def test_split_host_port(text: str, want: tuple[str, int]) -> None:
 def test_split_host_port_rejects(text: str) -> None:
     with pytest.raises(UsageError):
         split_host_port(text)
+
+
+@pytest.mark.parametrize("registry", ["..", ".", "a/../..", "/etc", "..:443", ""])
+def test_trust_never_writes_outside_the_target_directory(tmp_path: Path,
+                                                         chain: list[CertInfo],
+                                                         registry: str) -> None:
+    from crossfetch.trust import TrustNames, write_certs_d, write_hosts_dir
+
+    out = tmp_path / "a" / "certs.d"
+    out.mkdir(parents=True)
+    with pytest.raises(UsageError):
+        write_certs_d(out, chain[-1], registry)
+    with pytest.raises(UsageError):
+        write_hosts_dir(out, chain[-1], TrustNames(registry, "", "crossplane-system", "ca.crt"))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    good = write_certs_d(out, chain[-1], "reg.example:8443")
+    assert good == [out / "reg.example:8443" / "ca.crt"]
