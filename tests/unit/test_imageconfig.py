@@ -144,3 +144,25 @@ def test_ca_bundle_env_is_crossplanes_name(tmp_path: Path) -> None:
     good.write_text(CA)
     p = Policy.load(env={"CA_BUNDLE_PATH": str(good)})
     assert p.ca_bundles == (good,)
+
+
+@pytest.mark.parametrize(("registry", "rest", "needle"), [
+    ("  registry: foo\n", "", "spec.registry must be a map"),
+    ("  registry: {tls: Strict}\n", "", "spec.registry.tls must be a map"),
+    ("  registry: {authentication: [a]}\n", "", "spec.registry.authentication must be a map"),
+    ("  registry: {authentication: {pullSecretRef: s}}\n", "",
+     "pullSecretRef must be a map"),
+    ("", "  rewriteImage: other.io/\n", "spec.rewriteImage must be a map"),
+])
+def test_a_scalar_where_a_map_belongs_is_a_config_error(registry: str, rest: str,
+                                                         needle: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        ObjectSet().add_text(ic("x", "reg.io/") + registry + rest, "policy.yaml")
+    assert needle in str(ei.value) and "policy.yaml:1" in str(ei.value)
+
+
+@pytest.mark.parametrize("field", ["data: [a, b]", "stringData: plain"])
+def test_secret_data_that_is_not_a_map_is_a_config_error(field: str) -> None:
+    with pytest.raises(ConfigError, match="must be a map"):
+        ObjectSet().add_text(f"apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\n{field}\n",
+                             "policy.yaml")

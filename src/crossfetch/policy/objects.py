@@ -165,17 +165,29 @@ class ObjectSet:
             self.secrets[name] = _parse_secret(obj, name, ns, filename, line, source)
 
 
+def _map(value: Any, what: str, filename: str, line: int | None) -> dict[str, Any]:
+    """``value`` if it is a YAML map (absent counts as empty), else a :class:`ConfigError`:
+    a scalar or list where a map belongs must not surface as a Python error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a map, not {type(value).__name__}", file=filename,
+                          line=line_of(value) or line, fix=f"write {what} as key: value pairs")
+    return value
+
+
 def _parse_secret(obj: dict[str, Any], name: str, ns: str | None, filename: str,
                   line: int | None, source: Source) -> Secret:
     data: dict[str, bytes] = {}
-    for k, v in (obj.get("data") or {}).items():
+    for k, v in _map(obj.get("data"), f"Secret {name} data", filename, line).items():
         try:
             data[str(k)] = base64.b64decode(str(v), validate=True)
         except ValueError:
             raise ConfigError(f"Secret {name} key {k!r} is not valid base64", file=filename,
                               line=line, fix="values under data: are base64; use stringData: "
                               "for plain text") from None
-    for k, v in (obj.get("stringData") or {}).items():
+    for k, v in _map(obj.get("stringData"), f"Secret {name} stringData", filename,
+                     line).items():
         data[str(k)] = str(v).encode()
     return Secret(name, ns, str(obj.get("type", "Opaque")), data, source)
 
@@ -185,6 +197,7 @@ def _parse_image_config(obj: dict[str, Any], name: str, filename: str, line: int
     spec = obj.get("spec") or {}
     if not isinstance(spec, dict):
         raise ConfigError(f"ImageConfig {name}: spec is not a map", file=filename, line=line)
+    where = f"ImageConfig {name} spec"
     matches: list[MatchImage] = []
     for m in spec.get("matchImages") or []:
         if not isinstance(m, dict) or not m.get("prefix"):
@@ -198,9 +211,10 @@ def _parse_image_config(obj: dict[str, Any], name: str, filename: str, line: int
     if not matches:
         raise ConfigError(f"ImageConfig {name} has no matchImages", file=filename, line=line,
                           fix="add spec.matchImages: [{type: Prefix, prefix: registry.example/}]")
-    registry = spec.get("registry") or {}
-    authn = registry.get("authentication") or {}
-    tls = registry.get("tls") or {}
+    registry = _map(spec.get("registry"), f"{where}.registry", filename, line)
+    authn = _map(registry.get("authentication"), f"{where}.registry.authentication", filename,
+                 line)
+    tls = _map(registry.get("tls"), f"{where}.registry.tls", filename, line)
     mode = None
     if "mode" in tls:
         try:
@@ -226,9 +240,12 @@ def _parse_image_config(obj: dict[str, Any], name: str, filename: str, line: int
         client_secret = str(cref["name"])
     pull_secret = None
     if authn.get("pullSecretRef"):
-        pull_secret = str((authn["pullSecretRef"] or {}).get("name") or "") or None
+        secret_ref = _map(authn["pullSecretRef"],
+                          f"{where}.registry.authentication.pullSecretRef", filename, line)
+        pull_secret = str(secret_ref.get("name") or "") or None
     allow_http = authn.get("allowCredentialsOverPlainHTTP")
-    rewrite = (spec.get("rewriteImage") or {}).get("prefix")
+    rewrite = _map(spec.get("rewriteImage"), f"{where}.rewriteImage", filename,
+                   line).get("prefix")
     return ImageConfig(
         name=name,
         match_images=tuple(matches),
