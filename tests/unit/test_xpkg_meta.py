@@ -217,6 +217,16 @@ def test_full_parse_requires_apiversion_and_kind() -> None:
         parse_package_stream(data, full=True)
 
 
+@pytest.mark.parametrize("value", ["2024-13-01", "!!timestamp soon", "!!float many"])
+def test_values_yaml_cannot_build_are_invalid_yaml_not_a_crash(value: str) -> None:
+    meta = ("apiVersion: meta.pkg.crossplane.io/v1\nkind: Function\n"
+            f"metadata:\n  name: fn\n  annotations:\n    released: {value}\n")
+    for full in (False, True):
+        with pytest.raises(PackageError, match="not valid YAML") as e:
+            parse_package_stream(stream(meta, []), full=full)
+        assert e.value.cause == "invalid-yaml" and e.value.fix
+
+
 def test_caps_on_stream_and_meta_size() -> None:
     with pytest.raises(LimitExceeded) as e:
         parse_package_stream(PROVIDER, max_bytes=len(PROVIDER) - 1)

@@ -36,6 +36,9 @@ LEGACY_KEYS: dict[str, str] = {
 LEGACY_API_VERSION = "pkg.crossplane.io/v1"
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Building values can fail outside YAMLError: an impossible date (2024-13-01) raises ValueError,
+# a malformed explicit !!timestamp AttributeError. All of them mean "not valid YAML".
+_YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, AttributeError)
 _FEED_SLICE = 1024 * 1024
 _TAIL_KEEP = 4096  # only a line's start matters to the scanner; long lines are cut to this
 _BOM = b"\xef\xbb\xbf"
@@ -124,7 +127,7 @@ def load_safe(text: bytes | str) -> Any:
     check_aliases(text)
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - the safe C loader
-    except yaml.YAMLError as e:
+    except _YAML_ERRORS as e:
         raise PackageError(f"package.yaml is not valid YAML: {e}", cause="invalid-yaml",
                            fix="run `crossplane xpkg build` again or fix the YAML") from None
 
@@ -417,7 +420,7 @@ def parse_package_stream(data: bytes | BinaryIO, *, full: bool = False,
                 raise _more_than_one_meta(api, kind)
             else:
                 counts[kind] = counts.get(kind, 0) + 1
-    except yaml.YAMLError as e:
+    except _YAML_ERRORS as e:
         raise PackageError(f"package.yaml is not valid YAML: {e}", cause="invalid-yaml",
                            fix="fix the YAML and rebuild the package") from None
     return package_from_meta(meta, counts, scanned.size, scanned.sha256)
