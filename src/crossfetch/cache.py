@@ -3,8 +3,8 @@
 Entries are keyed by the *full* manifest digest the reference resolved to (plus the platform
 when that digest is an index), hold the ``package.yaml`` stream and an ``entry.json`` with its
 sha256, and are written atomically: ``entry.json`` is renamed into place last, so an entry
-without it never existed. Readers verify the hash (see :meth:`Cache.open`); a corrupt entry is
-removed and treated as a miss.
+without it never existed. Readers verify the hash while they read
+(:func:`crossfetch.client.verify_and_scan`); a corrupt entry is removed and treated as a miss.
 """
 
 from __future__ import annotations
@@ -81,13 +81,16 @@ class Cache:
     # --- read ---
 
     def lookup(self, digest: str, platform: str | None = None) -> CacheEntry | None:
-        """The entry for ``digest`` (as an image, else for ``platform`` of an index), unverified.
-        Callers verify with :meth:`verify` while reading."""
+        """The entry for ``digest`` (as an image, else for ``platform`` of an index), unverified:
+        callers check :attr:`CacheEntry.sha256` while reading the package."""
         for variant in (IMAGE_VARIANT, variant_name(platform or "linux/amd64")):
             d = self._entry_dir(digest, variant)
             try:
                 meta = json.loads((d / ENTRY_FILE).read_text())
             except (OSError, ValueError):
+                continue
+            # A record without the hash to verify against is as good as no record.
+            if not isinstance(meta, dict) or not isinstance(meta.get("packageSha256"), str):
                 continue
             if (d / PACKAGE_FILE).is_file():
                 return CacheEntry(d, meta)

@@ -77,6 +77,16 @@ def test_entry_without_its_record_does_not_exist(tmp_path: Path) -> None:
     assert cache.lookup(D) is None
 
 
+@pytest.mark.parametrize("record", ["[]", "{}", '{"packageSha256": 5}'])
+def test_entry_whose_record_has_no_hash_is_a_miss(tmp_path: Path, record: str) -> None:
+    cache = Cache(tmp_path)
+    commit(cache)
+    entry = cache.lookup(D)
+    assert entry is not None
+    (entry.dir / "entry.json").write_text(record)  # valid JSON, but nothing to verify with
+    assert cache.lookup(D) is None
+
+
 def test_discarded_pending_leaves_nothing(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     pending = cache.begin()
