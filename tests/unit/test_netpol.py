@@ -408,6 +408,8 @@ MALFORMED = [
                                                           "podSelector": {}}]})], "List"),
      None, "cannot be combined"),
     ("scalar-document", "just a string\n", 1, "got a str"),
+    ("impossible-date", "kind: NetworkPolicy\nmetadata: {name: a, creationTimestamp: 2024-13-01}\n",
+     1, "not valid YAML"),
     ("recursive-alias", "kind: List\nitems: &i\n- *i\n", 2, "recursive YAML alias"),
     ("alias-bomb", "".join(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}' if n else 'x'] * 10)}]\n"
                            for n in range(8)), 1, "more than"),

@@ -112,8 +112,15 @@ def load_policies(path_or_text: str | Path, *, source: str | None = None,
                                   file=name, line=node.start_mark.line + 1,
                                   cause="limit-exceeded",
                                   fix="export only the relevant namespace (-n), without aliases")
-            ctx = _Ctx(name, lines)
-            out += _document(loader.construct_document(node), ctx, default_namespace)
+            try:
+                data = loader.construct_document(node)
+            except (ValueError, TypeError, AttributeError) as exc:
+                # Outside YAMLError: a value YAML cannot build, e.g. the date 2024-13-01.
+                raise ConfigError(f"not valid YAML: a value cannot be read ({exc})", file=name,
+                                  line=node.start_mark.line + 1,
+                                  fix="re-export with `kubectl get networkpolicy -A -o yaml`"
+                                  ) from None
+            out += _document(data, _Ctx(name, lines), default_namespace)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise ConfigError(f"not valid YAML: {exc.problem or exc.context}", file=name,
