@@ -24,11 +24,9 @@ PACKAGE_FILE = "package.yaml"
 ENTRY_FILE = "entry.json"
 
 
-def default_cache_dir(env: dict[str, str] | None = None) -> Path:
+def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/crossfetch``, else ``~/.cache/crossfetch``."""
-    env = os.environ if env is None else env  # type: ignore[assignment]
-    assert env is not None
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "crossfetch"
 
 
@@ -138,7 +136,7 @@ class Cache:
         try:
             data = json.loads(self._tag_file(name).read_text())
             return check_digest(str(data["digest"]))
-        except (OSError, ValueError, KeyError, Exception):
+        except Exception:  # unreadable, not JSON, wrong shape, bad digest: nothing remembered
             return None
 
 

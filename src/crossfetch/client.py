@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from .transport.wire import Auth
     from .xpkg.meta import Package
 
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-
 
 class PullPolicy(enum.StrEnum):
     """Crossplane's ``packagePullPolicy``."""

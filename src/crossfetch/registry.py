@@ -268,12 +268,6 @@ class RegistryClient:
                 f"({desc.size} bytes), got {actual} ({n} bytes)", url=url,
                 fix="the registry or a proxy altered the blob; nothing was kept")
 
-    def read_blob(self, desc: Descriptor, cap: int = MAX_MANIFEST_BYTES) -> bytes:
-        """A small blob (an image config) in memory, verified and capped."""
-        if desc.size > cap:
-            raise LimitExceeded(f"blob {desc.digest} is {desc.size} bytes, above the {cap} cap")
-        return b"".join(self.open_blob(desc))
-
     def tags(self) -> list[str]:
         """Every tag, following ``Link`` pagination (which registry 2.8 does not send)."""
         return self._each(RESOLVE, "list tags", self._tags_on)

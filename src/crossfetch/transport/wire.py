@@ -15,7 +15,6 @@ import base64
 import http.client
 import json
 import os
-import socket
 import ssl
 import threading
 from collections.abc import Generator, Iterator, Mapping
@@ -407,7 +406,3 @@ def send_with_auth(pool: Pool, request: Request, auth: Auth | None) -> Response:
         resp.read()
         resp.close()
         req = nxt
-
-
-def is_socket_timeout(e: BaseException) -> bool:
-    return isinstance(e, TimeoutError | socket.timeout)
