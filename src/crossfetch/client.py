@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from .cache import Cache, CacheEntry, variant_name
-from .errors import CacheMiss, DigestMismatch, PolicyRefused
+from .errors import CacheMiss, DigestMismatch, PolicyRefused, UsageError
 from .oci import BlobSource, Descriptor, Manifest, Platform, resolve_image
 from .policy.model import Decision, Endpoint
 from .policy.resolver import Policy
@@ -129,7 +129,11 @@ class Client:
         self.policy = policy or Policy()
         self.cache = cache or Cache()
         self.pull_policy = PullPolicy(pull_policy)
-        self.platform = str(Platform.parse(platform)) if platform else None
+        try:
+            self.platform = str(Platform.parse(platform)) if platform else None
+        except ValueError as e:
+            raise UsageError(str(e), fix="pass --platform as os/arch[/variant], e.g. "
+                             "linux/arm64") from None
         self.default_registry = default_registry
         if transport is None:
             from .transport.http import Timeouts, Transport
@@ -139,8 +143,6 @@ class Client:
         self.transport = transport
         self.progress = progress
         if via not in ("direct", "cri"):
-            from .errors import UsageError
-
             raise UsageError(f"unknown pull path {via!r}: use direct or cri")
         self.via = via
         self.runtime_endpoint = runtime_endpoint

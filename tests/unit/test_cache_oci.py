@@ -163,6 +163,16 @@ def test_index_platform_choice() -> None:
     assert "linux/arm64" in str(ei.value)
 
 
+@pytest.mark.parametrize("platform", ["linux", "linux//arm64", "a/b/c/d"])
+def test_client_refuses_a_malformed_platform_as_usage(tmp_path: Path, platform: str) -> None:
+    from crossfetch.client import Client
+    from crossfetch.errors import UsageError
+
+    with pytest.raises(UsageError, match="invalid platform") as ei:
+        Client(cache=Cache(tmp_path), platform=platform)
+    assert ei.value.exit_code == 2 and ei.value.fix
+
+
 def test_verify_bytes() -> None:
     verify_bytes(b"abc", digest_of(b"abc"), "x")
     with pytest.raises(DigestMismatch):
