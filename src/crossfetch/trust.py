@@ -277,23 +277,29 @@ def load_secret_certs(path: str | Path) -> tuple[list[CertInfo], str]:
     import yaml
 
     p = Path(path)
+    export = "kubectl get secret -n NS NAME -o yaml > secret.yaml"
     try:
         docs = [d for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if d]
     except OSError as e:
-        raise ConfigError(f"cannot read {p}: {e.strerror}", file=str(p),
-                          fix="kubectl get secret -n NS NAME -o yaml > secret.yaml") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}", file=str(p)) from None
+        raise ConfigError(f"cannot read {p}: {e.strerror}", file=str(p), fix=export) from None
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError) as e:
+        # Not UTF-8 (UnicodeDecodeError), or a value YAML cannot build (the date 2024-13-01).
+        raise ConfigError(f"not valid YAML: {e}", file=str(p), fix=export) from None
     for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == "List":
-            docs.extend(i for i in doc.get("items") or [] if isinstance(i, dict))
+            items = doc.get("items")
+            if isinstance(items, list):
+                docs.extend(i for i in items if isinstance(i, dict))
     secrets = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Secret"]
     if not secrets:
         raise ConfigError("no Secret object in the file", file=str(p),
                           fix="export it with kubectl get secret -n NS NAME -o yaml")
     for secret in secrets:
-        data = {str(k): v for k, v in (secret.get("data") or {}).items()}
-        string_data = {str(k): v for k, v in (secret.get("stringData") or {}).items()}
+        sections = [secret.get(s) or {} for s in ("data", "stringData")]
+        if not all(isinstance(s, dict) for s in sections):
+            raise ConfigError("the Secret's data and stringData must be mappings",
+                              file=str(p), fix=export)
+        data, string_data = ({str(k): v for k, v in s.items()} for s in sections)
         for key in (CA_KEY, "tls.crt"):
             if key in string_data:
                 return parse_pem_bundle(str(string_data[key]), source=f"{p} {key}"), key
@@ -301,8 +307,9 @@ def load_secret_certs(path: str | Path) -> tuple[list[CertInfo], str]:
                 try:
                     raw = base64.b64decode(str(data[key]), validate=True)
                 except ValueError:
-                    raise ConfigError(f"Secret key {key} is not valid base64",
-                                      file=str(p)) from None
+                    raise ConfigError(f"Secret key {key} is not valid base64", file=str(p),
+                                      fix=f"data values are base64; put PEM text under "
+                                      f"stringData.{key}, or {export}") from None
                 return parse_pem_bundle(raw, source=f"{p} {key}"), key
     raise ConfigError("the Secret has neither ca.crt nor tls.crt", file=str(p),
                       fix="point --from-secret at the Secret holding the registry's CA "

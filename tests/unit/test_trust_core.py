@@ -100,6 +100,22 @@ def test_secret_without_ca(tmp_path: Path) -> None:
         load_secret_certs(f)
 
 
+@pytest.mark.parametrize("content", [
+    b"\xff\xfe not utf-8 \xc3\x28",
+    b"apiVersion: v1\nkind: Secret\nmetadata: {name: x, creationTimestamp: 2024-13-01}\n",
+    b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: [ca.crt]\n",
+    b"apiVersion: v1\nkind: List\nitems: 3\n",
+    b"apiVersion: v1\nkind: Secret\nmetadata: {name: x}\ndata: {ca.crt: not-base64!}\n",
+], ids=["binary", "impossible-date", "data-list", "items-scalar", "bad-base64"])
+def test_unreadable_secret_files_are_config_errors_with_a_fix(tmp_path: Path,
+                                                              content: bytes) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_bytes(content)
+    with pytest.raises(ConfigError) as e:
+        load_secret_certs(f)
+    assert e.value.file == str(f) and e.value.fix
+
+
 def test_emitted_objects_load_as_policy(chain: list[CertInfo]) -> None:
     names = TrustNames("reg.example:8443")
     text = emit_text("configmap", chain[1], names) + "---\n" + \
