@@ -396,6 +396,20 @@ def test_image_without_package_yaml(https_registry: Registry, pki: PKI,
     assert "crossplane xpkg build" in p["fix"]
 
 
+def test_image_without_package_yaml_fix_pushes_a_package_to_that_reference(
+        https_registry: Registry, pki: PKI) -> None:
+    blobs: dict[str, bytes] = {}
+    image = pk._Image(blobs)
+    image.layer(pk.make_tar({"README.md": b"just an image\n"}), annotations=pk.BASE)
+    raw_push(https_registry.url, "plain/base-without-package", "v1", image.manifest(),
+             pk.OCI_MANIFEST, blobs, verify=str(pki.ca_cert))
+    ref = f"{https_registry.host}/plain/base-without-package:v1"
+    code, report = run_doctor(ref, "--ca-bundle", str(pki.ca_cert))
+    p = check(report, "package")
+    assert code == 1 and (p["status"], p["cause"]) == ("fail", "no-package-yaml")
+    assert f"crossplane xpkg push -f pkg.xpkg {ref}" in p["fix"]
+
+
 # -- networkpolicy ---------------------------------------------------------------------------------
 DENY_ALL_EGRESS = """\
 apiVersion: v1

@@ -52,10 +52,9 @@ def parse_challenge(header: str | None) -> dict[str, str]:
     return out
 
 
-def _error_check(name: str, e: CrossfetchError, *, method: str | None = None,
-                 extra_fix: str | None = None) -> Check:
+def _error_check(name: str, e: CrossfetchError, *, method: str | None = None) -> Check:
     detail = e.message + (f"\n(url: {e.url})" if e.url and e.url not in e.message else "")
-    return Check(name, Status.FAIL, e.cause, detail, e.fix or extra_fix, method=method,
+    return Check(name, Status.FAIL, e.cause, detail, e.fix, method=method,
                  data={"error": e.to_dict()})
 
 
@@ -259,14 +258,13 @@ class ApiStages:
                     open(Path(tmp) / "package.yaml", "wb") as sink:
                 read = extract_package(source, parsed, sink, tmp_dir=tmp)
         except CrossfetchError as e:
-            fix = e.fix
-            if e.cause == "no-package-yaml":
-                fix = ("# this image is not a Crossplane package (no package.yaml in its base "
-                       "layer or anywhere).\n# Build and push it with the Crossplane CLI:\n"
-                       "crossplane xpkg build --package-root=. -o pkg.xpkg\n"
-                       f"crossplane xpkg push -f pkg.xpkg {self.decision.resolved}")
-            return _error_check("package", e, extra_fix=fix) if e.fix else Check(
-                "package", Status.FAIL, e.cause, e.message, fix, data={"error": e.to_dict()})
+            check = _error_check("package", e)
+            if e.cause == "no-package-yaml":  # the doctor knows the reference to push to
+                check.fix = ("# this image is not a Crossplane package (no package.yaml in its "
+                             "base layer or anywhere).\n# Build and push it with the Crossplane "
+                             "CLI:\ncrossplane xpkg build --package-root=. -o pkg.xpkg\n"
+                             f"crossplane xpkg push -f pkg.xpkg {self.decision.resolved}")
+            return check
         pkg = read.package
         data: dict[str, Any] = {"kind": pkg.kind, "apiVersion": pkg.api_version,
                                 "name": pkg.name, "platform": platform,
