@@ -42,6 +42,12 @@ MAX_TAG_PAGES = 1000
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
+def _content_length(resp: Response) -> int | None:
+    """The declared body size; ``None`` when absent or not a number (never a ValueError)."""
+    value = (resp.headers.get("content-length") or "").strip()
+    return int(value) if value.isdigit() else None
+
+
 class PingResult(NamedTuple):
     endpoint: str
     status: int
@@ -154,15 +160,18 @@ class RegistryClient:
         try:
             resp = self._send(ep, "HEAD", f"manifests/{ident}", headers={"Accept": ACCEPT})
             digest = resp.headers.get("docker-content-digest")
-            if resp.status_code == 200 and digest:
+            size = _content_length(resp) if "content-length" in resp.headers else 0
+            if resp.status_code == 200 and digest and size is not None:
                 if ident.startswith("sha256:") and digest != ident:
                     raise DigestMismatch(f"HEAD of {ident} returned digest {digest}",
                                          url=str(resp.request.url))
                 return Descriptor(media_type=resp.headers.get("content-type", "").split(";")[0],
-                                  digest=check_digest(digest),
-                                  size=int(resp.headers.get("content-length") or 0))
+                                  digest=check_digest(digest), size=size)
             if resp.status_code != 200:
                 head_err = self._status_error(resp, "HEAD manifest")
+            elif size is None:
+                head_err = FetchError("HEAD answered with a Content-Length that is not a number",
+                                      url=str(resp.request.url))
             else:
                 head_err = FetchError("HEAD answered without a Docker-Content-Digest header",
                                       url=str(resp.request.url))
@@ -195,7 +204,7 @@ class RegistryClient:
             if resp.status_code != 200:
                 resp.read()
                 raise self._status_error(resp, "GET manifest")
-            declared = int(resp.headers.get("content-length") or 0)
+            declared = _content_length(resp) or 0
             if declared > MAX_MANIFEST_BYTES:
                 raise LimitExceeded(f"manifest at {resp.request.url} is {declared} bytes, above "
                                     f"the {MAX_MANIFEST_BYTES} cap", url=str(resp.request.url))
@@ -283,8 +292,13 @@ class RegistryClient:
             try:
                 body = resp.json()
             except ValueError:
-                raise FetchError(f"tag list from {resp.request.url} is not JSON") from None
-            tags.extend(str(t) for t in (body.get("tags") or []))
+                body = None
+            page = body.get("tags") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or not isinstance(page, list | None):
+                raise FetchError(f"tag list from {resp.request.url} is not a JSON object with a "
+                                 "tags list", url=str(resp.request.url),
+                                 fix="check that the endpoint is an OCI distribution registry")
+            tags.extend(str(t) for t in page or [])
             m = _LINK_RE.search(resp.headers.get("link", ""))
             if not m:
                 return tags

@@ -1,0 +1,90 @@
+"""Malformed registry answers a real registry cannot be made to send (a non-numeric
+Content-Length, a tag list that is not an object) end as crossfetch errors, not tracebacks."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+
+from crossfetch.errors import FetchError
+from crossfetch.policy.model import Decision, Endpoint, TLSConfig, TLSMode
+from crossfetch.reference import Reference
+from crossfetch.registry import RegistryClient
+from crossfetch.transport.http import Transport
+
+MANIFEST = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
+DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+
+
+class Canned(http.server.BaseHTTPRequestHandler):
+    """Answers every request with ``body`` and ``headers`` (set per test)."""
+
+    body: ClassVar[bytes] = b""
+    headers_out: ClassVar[dict[str, str]] = {}
+
+    def _answer(self, with_body: bool) -> None:
+        self.send_response(200)
+        for k, v in self.headers_out.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if with_body:
+            self.wfile.write(self.body)
+        self.close_connection = True
+
+    def do_GET(self) -> None:
+        self._answer(True)
+
+    def do_HEAD(self) -> None:
+        self._answer(False)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def canned() -> Iterator[tuple[str, type[Canned]]]:
+    handler = type("H", (Canned,), {"headers_out": {}})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{httpd.server_address[1]}", handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def client(host: str) -> RegistryClient:
+    ref = Reference.parse(f"{host}/a/b:v1")
+    ep = Endpoint(url=f"http://{host}", tls=TLSConfig(mode=TLSMode.DISABLED))
+    return RegistryClient(Decision(ref, ref, (ep,)), Transport(retries=0))
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"tags": 5}', b'{"tags": "v1"}', b"not json"])
+def test_a_tag_list_that_is_not_an_object_with_a_list_is_a_fetch_error(
+        canned: tuple[str, type[Canned]], body: bytes) -> None:
+    host, handler = canned
+    handler.body = body
+    handler.headers_out = {"Content-Type": "application/json"}
+    with pytest.raises(FetchError, match="tag list"):
+        client(host).tags()
+
+
+def test_a_null_tag_list_is_empty(canned: tuple[str, type[Canned]]) -> None:
+    host, handler = canned
+    handler.body = b'{"name": "a/b", "tags": null}'
+    assert client(host).tags() == []
+
+
+def test_a_non_numeric_content_length_falls_back_to_get(
+        canned: tuple[str, type[Canned]]) -> None:
+    host, handler = canned
+    handler.body = MANIFEST
+    handler.headers_out = {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                           "Docker-Content-Digest": DIGEST, "Content-Length": "lots"}
+    desc = client(host).head()
+    assert desc.digest == DIGEST and desc.size == len(MANIFEST)
+    raw, _, digest = client(host).fetch_manifest("v1")
+    assert raw == MANIFEST and digest == DIGEST
