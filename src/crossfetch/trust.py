@@ -172,7 +172,8 @@ def split_host_port(target: str, default_port: int = 443) -> tuple[str, int]:
     return host, int(port_s) if port_s else default_port
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """True for an IPv4 or IPv6 address literal (without brackets)."""
     import ipaddress
 
     try:
@@ -214,7 +215,7 @@ def fetch_chain(host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT,
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # reading what is presented, to be pinned by the user
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    sni = server_name or (None if _is_ip(host) else host)
+    sni = server_name or (None if is_ip(host) else host)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:

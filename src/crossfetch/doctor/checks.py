@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import CrossfetchError
 from ..reference import Reference
+from ..trust import is_ip
 from .api import ApiStages
-from .net import Target, dns_stage, is_ip, tcp_stage, tls_stage
+from .net import Target, dns_stage, tcp_stage, tls_stage
 from .report import DIRECT_ONLY, STAGES, Check, Report, Status
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from ..fixes import (
     object_name,
     pull_secret_commands,
 )
-from ..trust import CertInfo, choose_anchor
+from ..trust import CertInfo, choose_anchor, is_ip
 
 
 def loopback_fix(registry: str, host: str, *, is_ip: bool, resolver_maps: bool = True) -> str:
@@ -103,13 +103,14 @@ def trust_fix(registry: str, chain: Sequence[CertInfo], *, here: str = "--ca-bun
 
 def hostname_fix(host: str, cert: CertInfo | None) -> str:
     names = [s.split(":", 1)[1] for s in cert.sans] if cert else []
+    san = "IP" if is_ip(host.strip("[]")) else "DNS"
     lines = []
     if names:
         lines.append(f"# Use a name the certificate is valid for ({', '.join(names)}) in the "
                      "package reference,")
     lines += [f"# or re-issue the certificate with {host} in its SANs, e.g.:",
               f"openssl req -x509 -newkey rsa:2048 -nodes -keyout tls.key -out tls.crt -days 365 "
-              f"-subj /CN={host} -addext subjectAltName={'IP' if _is_ip(host) else 'DNS'}:{host}"]
+              f"-subj /CN={host} -addext subjectAltName={san}:{host}"]
     return "\n".join(lines) + "\n"
 
 
@@ -140,13 +141,3 @@ def unauthorized_fix(registry: str) -> str:
             "ImageConfig):\n" + pull_secret_commands(registry)
             + "# crossfetch itself: --pull-secret secret.yaml, or --username USER "
             "--password-stdin\n")
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..errors import CrossfetchError
 from ..policy.model import Endpoint, TLSMode
 from ..transport.tls import probe_first_bytes, speaks_tls, ssl_context
-from ..trust import CertInfo, fetch_chain
+from ..trust import CertInfo, fetch_chain, is_ip
 from . import fixgen
 from .report import Check, Status
 
@@ -50,14 +50,6 @@ class Target:
             host, _, port_s = netloc.partition(":")
         port = int(port_s) if port_s else (443 if scheme == "https" else 80)
         return cls(netloc, host, port, scheme)
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def is_loopback(addr: str) -> bool:

@@ -16,9 +16,9 @@ class Status(enum.StrEnum):
 
 STAGES = ("reference", "policy", "runtime", "dns", "tcp", "tls", "registry", "auth", "manifest",
           "package", "networkpolicy")
+"""Stage names in run order, as they appear in JSON (``manifest`` appears twice: HEAD, GET)."""
 DIRECT_ONLY = frozenset({"dns", "tcp", "tls", "registry", "auth", "manifest"})
 """Stages the node path (``--via cri``) leaves to the runtime; ``runtime`` is its own."""
-"""Stage names in run order, as they appear in JSON (``manifest`` appears twice: HEAD, GET)."""
 
 
 @dataclass
