@@ -333,34 +333,26 @@ class Pool:
         if request.content:
             headers["Content-Length"] = str(len(request.content))
         reused = self._checkout(key)
+        # A kept-alive connection the server has since closed gets one retry on a new one
+        # (only for requests that are safe to repeat).
+        retry_stale = reused is not None and request.method in ("GET", "HEAD")
         conn = reused or self._new(url, proxy)
-        try:
-            conn.request(request.method, target, body=request.content or None, headers=headers)
-            raw = conn.getresponse()
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            stale = reused is not None and isinstance(
-                e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
-            if stale and request.method in ("GET", "HEAD"):
-                return self._retry_fresh(request, key, target, headers, url, proxy)
-            phase = "protocol" if isinstance(e, http.client.HTTPException) and not isinstance(
-                e, http.client.RemoteDisconnected) else "read"
-            raise WireError(phase, f"{request.method} {url}: {e}") from e
-        return self._wrap(request, raw, conn, key)
-
-    def _retry_fresh(self, request: Request, key: tuple[str, str, int, str | None], target: str,
-                     headers: dict[str, str], url: URL, proxy: str | None) -> Response:
-        """A kept-alive connection the server had closed: one retry on a new one."""
-        conn = self._new(url, proxy)
-        try:
-            conn.request(request.method, target, body=request.content or None, headers=headers)
-            raw = conn.getresponse()
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            phase = "protocol" if isinstance(e, http.client.HTTPException) and not isinstance(
-                e, http.client.RemoteDisconnected) else "read"
-            raise WireError(phase, f"{request.method} {url}: {e}") from e
-        return self._wrap(request, raw, conn, key)
+        while True:
+            try:
+                conn.request(request.method, target, body=request.content or None,
+                             headers=headers)
+                raw = conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                if retry_stale and isinstance(
+                        e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError):
+                    retry_stale = False
+                    conn = self._new(url, proxy)
+                    continue
+                phase = "protocol" if isinstance(e, http.client.HTTPException) and not isinstance(
+                    e, http.client.RemoteDisconnected) else "read"
+                raise WireError(phase, f"{request.method} {url}: {e}") from e
+            return self._wrap(request, raw, conn, key)
 
     def _wrap(self, request: Request, raw: http.client.HTTPResponse,
               conn: http.client.HTTPConnection, key: tuple[str, str, int, str | None]
