@@ -69,6 +69,14 @@ def test_dns_stage_on_ip_literals() -> None:
     assert ok.status is Status.PASS and ok.data["addresses"] == ["192.0.2.7"]
 
 
+@pytest.mark.parametrize(("url", "prefix"), [
+    ("https://127.0.0.1:5000", "127.0.0.1:5000/"), ("https://[::1]:5000", "[::1]:5000/")])
+def test_loopback_rewrite_keeps_the_known_port(url: str, prefix: str) -> None:
+    fix = dns_stage(Target.of(Endpoint(url=url)), 1, in_cluster=True).fix or ""
+    assert f"prefix: {prefix}" in fix
+    assert "svc.cluster.local:5000/" in fix and "<port>" not in fix
+
+
 def test_invalid_reference_stops_the_chain() -> None:
     with Doctor(timeout=1) as doc:
         report = doc.run("https://reg.example/x:v1")

@@ -32,7 +32,8 @@ def loopback_fix(registry: str, host: str, *, is_ip: bool, resolver_maps: bool =
                   "for loopback); to pull from here add it:",
                   f"echo '127.0.0.1 {host}' | sudo tee -a /etc/hosts", ""]
     if is_ip:
-        port = registry.rsplit(":", 1)[1] if registry.count(":") == 1 else "<port>"
+        _, colon, port = registry.rpartition(":")  # "[::1]:5000" has a port, "[::1]" not
+        port = port if colon and port.isdigit() else "<port>"
         lines += [
             f"# {host} is the pod itself inside a cluster. Keep the reference and rewrite it to "
             "an address pods can reach:",
