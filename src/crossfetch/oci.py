@@ -211,7 +211,7 @@ def resolve_image(source: BlobSource, raw: bytes, media_type: str, digest: str,
     chosen = None
     if isinstance(parsed, Index):
         entry = parsed.select(platform)
-        chosen = str(entry.platform) if entry.platform else (str(platform) if platform else None)
+        chosen = str(entry.platform)  # select() only returns entries that name a platform
         parsed = parse_manifest(*source.fetch_manifest(entry.digest))
         if isinstance(parsed, Index):
             raise PackageError(f"index entry {entry.digest} is itself an index",

@@ -93,7 +93,7 @@ class RegistryClient:
                 result = fn(ep)
             except PolicyRefused:
                 raise
-            except (FetchError, DigestMismatch) as e:
+            except FetchError as e:
                 if isinstance(e, DigestMismatch) or ep is endpoints[-1]:
                     if errors:
                         e.detail.setdefault("skipped_endpoints", [
@@ -175,9 +175,7 @@ class RegistryClient:
             else:
                 head_err = FetchError("HEAD answered without a Docker-Content-Digest header",
                                       url=str(resp.request.url))
-        except DigestMismatch:
-            raise
-        except PolicyRefused:
+        except (DigestMismatch, PolicyRefused):
             raise
         except FetchError as e:
             head_err = e

@@ -301,13 +301,11 @@ class RegistryAuth(Auth):
 
     def _check_realm(self, realm: str, cred: Credential | None) -> URL:
         try:
-            url = URL(realm)
-        except (InvalidURL, ValueError, TypeError):
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
+            url = URL(realm)  # an absolute http(s) URL with a host, or InvalidURL
+        except InvalidURL:
             raise MalformedChallenge(f"{self.endpoint.host} names token realm {realm!r}, which "
                                      "is not an http(s) URL", host=self.endpoint.host,
-                                     fix="check the registry's auth.token.realm setting")
+                                     fix="check the registry's auth.token.realm setting") from None
         why = unsafe_target(url.host)
         if why:
             raise PolicyRefused(f"refusing token realm {realm} named by {self.endpoint.host}: "
@@ -410,7 +408,7 @@ def _read_capped(resp: Response, where: str) -> bytes:
         raise LimitExceeded(f"token response from {where} is {declared} bytes, above the "
                             f"{MAX_TOKEN_RESPONSE} byte cap", url=where)
     buf = bytearray()
-    for chunk in resp.iter_bytes():  # decoded bytes, so a gzip bomb is capped too
+    for chunk in resp.iter_bytes():  # requests ask for identity: no content coding to undo
         buf += chunk
         if len(buf) > MAX_TOKEN_RESPONSE:
             raise LimitExceeded(f"token response from {where} exceeds the "

@@ -2,9 +2,9 @@
 
 Most package pulls are anonymous. :class:`DeferredAuth` sends the first request bare and only
 on a ``401`` imports the real flow (:class:`~crossfetch.transport.auth.RegistryAuth`, the
-challenge parser, the credential sources), hands it that response and lets it answer. Once any
-flow on a transport is real, later ones are real from the start, so a host that challenged is
-answered up front as before.
+challenge parser, the credential sources), hands it that response and lets it answer. Once the
+real flow's module is loaded in the process, later flows are real from the start, so a host
+that challenged is answered up front as before.
 """
 
 from __future__ import annotations
