@@ -6,6 +6,10 @@
 - ``packages``: deterministic OCI-layout package builders returning :class:`BuiltPackage`.
 - ``push``: :func:`skopeo_push`, :func:`raw_push`.
 - ``proxy``: :class:`FaultProxy` and :class:`BlobMirror` (a second loopback host).
+- ``httpserver``: :class:`TestServer`, the threaded HTTP(S) base of the token server and proxies.
+- ``containerd``: :class:`Containerd` (real ``containerd``, private root and socket).
+- ``process``: :func:`kill_group`, how the registry and containerd processes are stopped.
+- ``cli``: :func:`invoke`, the CLI run in-process; ``testdata``: where the real metadata is.
 
-Scripts outside pytest run from the repository root: ``PYTHONPATH=. python demo.py``.
+Scripts outside pytest (``scripts/demo.py``) put the repository root on ``sys.path`` first.
 """

@@ -12,11 +12,9 @@ an overlay mount works here, else the ``native`` one (plain copies, no mount pri
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +22,8 @@ import time
 import weakref
 from pathlib import Path
 from types import TracebackType
+
+from tests.support.process import kill_group
 
 CONTAINERD_BINARY = "/usr/bin/containerd"
 CTR_BINARY = "/usr/bin/ctr"
@@ -105,19 +105,6 @@ def write_hosts_toml(
     return path
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
 class Containerd:
     """A private ``containerd`` process. Use as a context manager, or ``start()``/``stop()``.
 
@@ -145,7 +132,9 @@ class Containerd:
         self.config_path = self.dir / "config.toml"
         self.log_path = self.dir / "containerd.log"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], Containerd] | None = None
+        self._finalizer: (
+            weakref.finalize[[subprocess.Popen[bytes], float], Containerd] | None
+        ) = None
 
     @property
     def endpoint(self) -> str:
@@ -197,7 +186,7 @@ class Containerd:
             )
         finally:
             log.close()
-        self._finalizer = weakref.finalize(self, _kill, self._proc)
+        self._finalizer = weakref.finalize(self, kill_group, self._proc, 10.0)
         try:
             self._wait_ready()
         except BaseException:

@@ -51,10 +51,6 @@ class BuiltPackage:
     # base_layer_digest above are those of linux/amd64, the platform Crossplane picks.
     platforms: dict[str, BuiltPackage] = field(default_factory=dict)
 
-    @property
-    def ref_tag(self) -> str:
-        return f"{self.layout}:{self.tag}"
-
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -22,9 +20,9 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
 
 from tests.support.certs import CertPair
+from tests.support.process import kill_group
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 START_TIMEOUT = 30.0
@@ -86,19 +84,6 @@ def parse_access_log(text: str) -> list[AccessEntry]:
             )
         )
     return entries
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, PermissionError):
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 class Registry:
@@ -231,7 +216,7 @@ class Registry:
                 stderr=log,
                 start_new_session=True,
             )
-        self._finalizer = weakref.finalize(self, _kill, self._proc)
+        self._finalizer = weakref.finalize(self, kill_group, self._proc)
         try:
             self._port = self._wait_listening()
             self._wait_ready()
@@ -293,7 +278,7 @@ class Registry:
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL); safe to call twice."""
         if self._finalizer is not None:
-            self._finalizer()  # runs _kill once
+            self._finalizer()  # runs kill_group once
             self._finalizer = None
         self._proc = None
 
@@ -346,8 +331,3 @@ class Registry:
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "(not started)"
         return f"Registry({where}, dir={self.dir})"
-
-
-def url_host(url: str) -> str:
-    """``host:port`` of a URL (helper for tests that build references from URLs)."""
-    return urlsplit(url).netloc

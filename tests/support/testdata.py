@@ -1,5 +1,5 @@
-"""Where the shared, real package metadata lives: ``../shared/testdata`` beside the checkout
-(as CI lays it out), else ``$CROSSFETCH_TESTDATA``, else the workspace's ``/work/shared``."""
+"""Where the shared, real package metadata lives: ``$CROSSFETCH_TESTDATA`` if set, else
+``../shared/testdata`` beside the checkout (as CI lays it out), else ``/work/shared/testdata``."""
 
 from __future__ import annotations
 
