@@ -200,7 +200,7 @@ class RegistryClient:
                           stream=True)
         try:
             if resp.status_code != 200:
-                resp.read()
+                resp.read_some()
                 raise self._status_error(resp, "GET manifest")
             declared = _content_length(resp) or 0
             if declared > MAX_MANIFEST_BYTES:
@@ -244,8 +244,7 @@ class RegistryClient:
     def _open_blob_on(self, ep: Endpoint, desc: Descriptor) -> Response:
         resp = self._send(ep, "GET", f"blobs/{desc.digest}", stream=True, follow=True)
         if resp.status_code != 200:
-            resp.read()
-            resp.close()
+            resp.read_some()
             raise self._status_error(resp, f"GET blob {desc.digest[:19]}")
         return resp
 

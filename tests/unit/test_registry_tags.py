@@ -72,3 +72,34 @@ def test_refuses_pagination_links_to_another_host(
     handler.next_host = "127.0.0.2:9"
     with pytest.raises(PolicyRefused):
         client(host).tags()
+
+
+class HugeErrors(http.server.BaseHTTPRequestHandler):
+    """Answers every request 404 with a 5 MiB body."""
+
+    def do_GET(self) -> None:
+        body = b"x" * (5 * 1024 * 1024)
+        self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_huge_error_body_is_still_the_status_error() -> None:
+    from crossfetch.errors import NotFound
+    from crossfetch.oci import Descriptor
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HugeErrors)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        rc = client(f"127.0.0.1:{httpd.server_address[1]}")
+        with pytest.raises(NotFound):
+            rc.fetch_manifest("sha256:" + "a" * 64)
+        with pytest.raises(NotFound):
+            list(rc.open_blob(Descriptor("x", "sha256:" + "b" * 64, 10)))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

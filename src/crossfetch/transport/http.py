@@ -247,8 +247,8 @@ class Transport:
             raise self._translate(ep, url, e) from None
         if scheme == "http" and resp.status_code == 400:
             try:
-                body = resp.read(64 * 1024)[:200]
-            except (WireError, TransportError):
+                body = resp.read_some()[:200]
+            except WireError:
                 body = b""
             if b"HTTPS server" in body:
                 raise self._tls_expected(ep, url)

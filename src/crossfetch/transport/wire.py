@@ -208,7 +208,22 @@ class Response:
             self._content = bytes(buf)
         return self._content
 
-    def iter_raw(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    def read_some(self, cap: int = 64 * 1024) -> bytes:
+        """At most ``cap`` bytes of the body, the rest dropped: for error bodies, whose size
+        must not turn a status error into a size error."""
+        if self._content is None:
+            buf = bytearray()
+            chunks = self.iter_raw()
+            for chunk in chunks:
+                buf += chunk
+                if len(buf) >= cap:
+                    break
+            chunks.close()
+            self.close()
+            self._content = bytes(buf[:cap])
+        return self._content
+
+    def iter_raw(self, chunk_size: int = CHUNK) -> Generator[bytes, None, None]:
         if self._content is not None:
             if self._content:
                 yield self._content
