@@ -141,6 +141,7 @@ class Client:
             t = Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout)
             transport = Transport(timeouts=t, retries=retries)
         self.transport = transport
+        self.timeout = timeout
         self.progress = progress
         if via not in ("direct", "cri"):
             raise UsageError(f"unknown pull path {via!r}: use direct or cri")
@@ -249,12 +250,15 @@ class Client:
         return self._fetch(decision, _ProgressSource(rc, self._bar), top,
                            lambda: rc.last_endpoint.url if rc.last_endpoint else None)
 
-    def runtime(self) -> Any:
-        """A :class:`crossfetch.cri.RuntimeClient` for ``runtime_endpoint``."""
+    def runtime(self, *, pull_timeout: float | None = None) -> Any:
+        """A :class:`crossfetch.cri.RuntimeClient` for ``runtime_endpoint``; each call is
+        bounded by ``timeout`` (60 s by default), the runtime's pull by ``pull_timeout``."""
         from .cri import DEFAULT_ENDPOINT, DEFAULT_NAMESPACE, RuntimeClient
 
+        kw: dict[str, float] = {"pull_timeout": pull_timeout} if pull_timeout else {}
         return RuntimeClient(self.runtime_endpoint or DEFAULT_ENDPOINT,
-                             namespace=self.runtime_namespace or DEFAULT_NAMESPACE)
+                             namespace=self.runtime_namespace or DEFAULT_NAMESPACE,
+                             timeout=self.timeout or 60, **kw)
 
     def _pull_via_runtime(self, decision: Decision) -> PullResult:
         """The kubelet path: the node's runtime pulls (with our credentials as CRI

@@ -65,7 +65,8 @@ class Doctor:
         self.client: Client = Client(policy or Policy(), transport=transport,
                                      default_registry=default_registry, platform=platform,
                                      via=via, runtime_endpoint=runtime_endpoint,
-                                     runtime_namespace=runtime_namespace)
+                                     runtime_namespace=runtime_namespace,
+                                     timeout=self.timeout)
 
     def close(self) -> None:
         self.client.close()

@@ -13,6 +13,12 @@ if TYPE_CHECKING:
     from ..policy.model import Decision
 
 
+def pull_deadline(timeout: float) -> float:
+    """How long the runtime's pull may take in a diagnosis: 12 network timeouts, at least a
+    minute (it downloads the whole image, runtime layers included)."""
+    return max(60.0, 12 * timeout)
+
+
 def runtime_stage(client: Client, decision: Decision) -> Check:
     """Socket reachable, runtime name and version from CRI ``Version``, then the pull (or
     the image already present), exactly as kubelet would ask for it."""
@@ -22,7 +28,7 @@ def runtime_stage(client: Client, decision: Decision) -> Check:
     keychain = decision.auth.keychain
     cred = keychain.resolve(decision.resolved.registry) if keychain else None
     auth = AuthConfig.from_credential(cred, decision.resolved.registry)
-    with client.runtime() as rt:
+    with client.runtime(pull_timeout=pull_deadline(client.timeout or 60)) as rt:
         version = rt.version()
         ensured = rt.ensure(ref, auth)
     data: dict[str, Any] = {"endpoint": rt.endpoint, "runtime": version.runtime_name,
@@ -43,7 +49,7 @@ def cri_package_stage(client: Client, decision: Decision) -> Check:
     with tempfile.TemporaryDirectory(prefix="crossfetch-doctor-") as tmp, _Client(
             client.policy, cache=Cache(tmp), pull_policy="Always", platform=client.platform,
             via="cri", runtime_endpoint=client.runtime_endpoint,
-            runtime_namespace=client.runtime_namespace) as c:
+            runtime_namespace=client.runtime_namespace, timeout=client.timeout) as c:
         res = c.pull(decision.reference)
         pkg = res.package
         base = res.base_layer or {}
