@@ -163,6 +163,14 @@ def test_anonymous_when_nothing_is_configured(env: dict[str, str]) -> None:
     assert kc.resolve(REG) is None and kc.describe(REG) is None
 
 
+def test_an_oversized_docker_config_is_refused_not_read(env: dict[str, str]) -> None:
+    big = {"auths": {REG: {"auth": b64("alice:pw")}}, "pad": "x" * (5 * 1024 * 1024)}
+    docker_config(env, big)
+    with pytest.raises(ConfigError) as info:
+        keychain(env=env).resolve(REG)
+    assert "larger than 4 MiB" in str(info.value) and info.value.fix
+
+
 # -- pull secret files ------------------------------------------------------------------------
 
 

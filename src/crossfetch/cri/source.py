@@ -45,7 +45,14 @@ class RuntimeBlobSource:
                 url=self.client.endpoint,
                 mode="cri",
             )
-        raw = b"".join(self._read(digest))
+        buf = bytearray()
+        for chunk in self._read(digest):  # capped as it arrives, not only by the reported size
+            buf += chunk
+            if len(buf) > MAX_MANIFEST_BYTES:
+                raise LimitExceeded(f"manifest {digest} of {self.ref.name} exceeds the "
+                                    f"{MAX_MANIFEST_BYTES} byte cap", url=self.client.endpoint,
+                                    mode="cri")
+        raw = bytes(buf)
         verify_bytes(
             raw,
             digest,

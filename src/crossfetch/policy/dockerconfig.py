@@ -242,6 +242,10 @@ class DockerConfigSource(_Source):
         if self._doc is not None:
             return self._doc
         try:
+            if self.path.stat().st_size > MAX_FILE:
+                raise ConfigError(f"Docker config {self.path} is larger than 4 MiB",
+                                  file=str(self.path),
+                                  fix="check the file, or point DOCKER_CONFIG elsewhere")
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             self._doc = {}
