@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._extras import require_extra
 from . import hints
 from .errors import ContentMissing, CRIError, PullRefused, RuntimeUnavailable
 from .types import (
@@ -70,6 +71,7 @@ class RuntimeClient:
         *,
         pull_timeout: float = 600,
     ) -> None:
+        require_extra("cri", "the kubelet path (--via cri)", "grpc", "google.protobuf")
         path = socket_path(endpoint)
         self.endpoint = f"unix://{path}" if path is not None else endpoint
         self.socket_path = path

@@ -1,0 +1,33 @@
+"""Optional extras: a missing one is a usage error naming the pip command, not an ImportError."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from crossfetch._extras import MissingExtra, require_extra
+from crossfetch.cri import RuntimeClient
+
+
+def test_present_modules_pass() -> None:
+    require_extra("cri", "the kubelet path", "json", "email.utils")
+
+
+def test_missing_module_names_the_extra() -> None:
+    with pytest.raises(MissingExtra) as e:
+        require_extra("serve", "crossfetch serve", "json", "no_such_module_xyz")
+    assert e.value.exit_code == 2
+    assert e.value.fix == "pip install 'crossfetch[serve]'"
+    assert e.value.detail["missing"] == ["no_such_module_xyz"]
+
+
+def test_runtime_client_without_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+
+    def fake(name: str, *a: object) -> object:
+        return None if name in ("grpc", "google") else real(name, *a)
+
+    monkeypatch.setattr(importlib.util, "find_spec", fake)
+    with pytest.raises(MissingExtra, match=r"crossfetch\[cri\]"):
+        RuntimeClient("unix:///nonexistent.sock")
