@@ -185,7 +185,7 @@ class RegistryClient:
             head_msg = head_err.message if head_err else "no descriptor"
             e.message = f"{HEAD_FALLBACK}: {head_msg}" if head_msg == e.message else \
                 f"{HEAD_FALLBACK}: {head_msg}; the GET failed too: {e.message}"
-            e.detail.setdefault("head_error", head_err.to_dict() if head_err else None)
+            e.detail.setdefault("headError", head_err.to_dict() if head_err else None)
             raise
         return Descriptor(media_type=mt, digest=digest, size=len(raw))
 

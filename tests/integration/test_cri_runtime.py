@@ -236,7 +236,7 @@ def test_plain_http_registry_is_pulled_only_as_hosts_toml_allows(
     write_hosts_toml(ctd.hosts_dir, plain.host, f"https://{plain.host}")
     with pytest.raises(PullRefused) as err:
         client.pull(ref)
-    assert "server gave HTTP response to HTTPS client" in err.value.detail["runtime_message"]
+    assert "server gave HTTP response to HTTPS client" in err.value.detail["runtimeMessage"]
     assert err.value.cause == "pull-refused" and err.value.host == plain.host
     assert f'server = "http://{plain.host}"' in (err.value.fix or "")
     assert client.image_status(ref) is None
@@ -358,7 +358,7 @@ def test_tls_registry_with_ca_in_hosts_toml(
         write_hosts_toml(ctd.hosts_dir, name, reg.url)
         with pytest.raises(PullRefused) as err:
             client.pull(ref)
-        assert "x509" in err.value.detail["runtime_message"]
+        assert "x509" in err.value.detail["runtimeMessage"]
         assert 'ca = "/etc/containerd/certs.d/' in (err.value.fix or "")
         write_hosts_toml(ctd.hosts_dir, name, reg.url, ca=pki.ca_cert)
         assert client.ensure(ref).pulled
@@ -375,7 +375,7 @@ def test_htpasswd_registry_with_auth_config(
         write_hosts_toml(ctd.hosts_dir, reg.host, reg.host, plain_http=True)
         with pytest.raises(PullRefused) as err:
             client.pull(ref)
-        assert "401" in err.value.detail["runtime_message"]
+        assert "401" in err.value.detail["runtimeMessage"]
         assert "credentials" in (err.value.fix or "")
         # A bare host:port server address (kubelet's form) must reach containerd as a URL.
         client.pull(ref, AuthConfig(username="alice", password="s3cret", server_address=reg.host))
@@ -426,7 +426,7 @@ def test_cri_disabled_by_config(tmp_path: Path) -> None:
 def test_unknown_host_is_refused_with_the_runtime_message(client: RuntimeClient) -> None:
     with pytest.raises(PullRefused) as err:
         client.pull("nowhere.invalid/fns/x:v1")
-    assert "nowhere.invalid" in err.value.detail["runtime_message"]
+    assert "nowhere.invalid" in err.value.detail["runtimeMessage"]
     assert 'server = "https://nowhere.invalid"' in (err.value.fix or "")
 
 
@@ -439,7 +439,7 @@ def test_untrusted_tls_registry_without_hosts_toml_is_refused(
             client.pull(reg.ref("fns/x:v1"))
         # containerd speaks plain HTTP to loopback hosts without a hosts.toml: the TLS
         # registry answers 400, and the fix is a hosts.toml declaring https with its CA.
-        assert "400" in err.value.detail["runtime_message"]
+        assert "400" in err.value.detail["runtimeMessage"]
         assert f'server = "https://{reg.host}"' in (err.value.fix or "")
 
 

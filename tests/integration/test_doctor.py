@@ -155,7 +155,7 @@ def test_healthy_registry_passes_every_stage(https_registry: Registry, pki: PKI,
     assert check(report, "manifest", "HEAD")["data"]["digest"] == packages[FN].built.manifest_digest
     pkg = check(report, "package")["data"]
     assert pkg["kind"] == "Function"
-    assert pkg["base_layer"]["digest"] == packages[FN].built.base_layer_digest
+    assert pkg["baseLayer"]["digest"] == packages[FN].built.base_layer_digest
     assert all(isinstance(c["ms"], float) for c in report["checks"])
 
 
@@ -216,7 +216,7 @@ def test_dot_localhost_is_loopback_even_when_the_resolver_does_not_say_so(
     dns = check(report, "dns")
     assert (dns["status"], dns["cause"]) == ("warn", "loopback-address")
     assert "pod itself" in dns["detail"]
-    if dns["data"].get("resolver_maps") is False:
+    if dns["data"].get("resolverMaps") is False:
         # Diagnosis goes on against loopback: the server is found there ...
         assert check(report, "tcp")["status"] == "pass"
         # ... but a pull from this machine fails on the name, and doctor says so.
@@ -339,7 +339,7 @@ def test_not_a_registry(pki: PKI) -> None:
         code, report = run_doctor(f"{web.host}/fns/f:v1", "--ca-bundle", str(pki.ca_cert))
     reg = check(report, "registry")
     assert code == 1 and (reg["status"], reg["cause"]) == ("fail", "not-a-registry")
-    assert reg["data"]["status"] == 404 and "text/html" in reg["data"]["content_type"]
+    assert reg["data"]["status"] == 404 and "text/html" in reg["data"]["contentType"]
     assert check(report, "tls")["status"] == "pass"
 
 
@@ -458,7 +458,7 @@ def test_networkpolicy_allowing_egress(https_registry: Registry, pki: PKI, tmp_p
                               str(pki.ca_cert), "--network-policies", str(np))
     npc = check(report, "networkpolicy")
     assert code == 0 and npc["status"] == "pass"
-    assert npc["data"]["registry"]["allowed_by"].startswith("crossplane-system/allow-registry")
+    assert npc["data"]["registry"]["allowedBy"].startswith("crossplane-system/allow-registry")
 
 
 def test_networkpolicy_other_pod_labels_are_not_selected(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +24,10 @@ def test_missing_module_names_the_extra() -> None:
     assert e.value.detail["missing"] == ["no_such_module_xyz"]
 
 
-def test_runtime_client_without_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_client_without_grpc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Socket problems are reported first (same everywhere); then the missing extra."""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "c.sock"))
     real = importlib.util.find_spec
 
     def fake(name: str, *a: object) -> object:
@@ -30,4 +35,5 @@ def test_runtime_client_without_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(importlib.util, "find_spec", fake)
     with pytest.raises(MissingExtra, match=r"crossfetch\[cri\]"):
-        RuntimeClient("unix:///nonexistent.sock")
+        RuntimeClient(f"unix://{tmp_path}/c.sock").version()
+    sock.close()

@@ -249,7 +249,7 @@ def test_denial_names_isolating_policies_and_selecting_list() -> None:
     json.dumps(v.to_dict())  # JSON-ready for --output json
     assert v.to_dict()["targets"][0] == {
         "address": REG, "destination": REG, "protocol": "TCP", "port": 443,
-        "verdict": "denied", "allowed_by": None, "undecided": []}
+        "verdict": "denied", "allowedBy": None, "undecided": []}
 
 
 def test_ipv6_fix_uses_128_prefix() -> None:

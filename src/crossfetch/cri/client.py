@@ -71,7 +71,6 @@ class RuntimeClient:
         *,
         pull_timeout: float = 600,
     ) -> None:
-        require_extra("cri", "the kubelet path (--via cri)", "grpc", "google.protobuf")
         path = socket_path(endpoint)
         self.endpoint = f"unix://{path}" if path is not None else endpoint
         self.socket_path = path
@@ -104,6 +103,7 @@ class RuntimeClient:
         grpc, so a missing or forbidden socket is reported the same everywhere)."""
         if self._channel is None:
             self._check_socket()
+            require_extra("cri", "the kubelet path (--via cri)", "grpc", "google.protobuf")
             import grpc
 
             self._channel = grpc.insecure_channel(
@@ -203,7 +203,7 @@ class RuntimeClient:
             f"{attempted}: the runtime answered {name}: {details}",
             url=self.endpoint,
             mode="cri",
-            detail={"grpc_code": name},
+            detail={"grpcCode": name},
         )
 
     def _cri_call(
@@ -242,7 +242,7 @@ class RuntimeClient:
             mode="cri",
             cause="cri-disabled",
             fix=hints.CRI_DISABLED_FIX,
-            detail={"containerd_version": v.version},
+            detail={"containerdVersion": v.version},
         )
 
     def _ctrd_call(self, stub: str, method: str, request: Any, attempted: str) -> Any:
@@ -335,7 +335,7 @@ class RuntimeClient:
                 host=registry,
                 mode="cri",
                 fix=hints.pull_refused_fix(registry, message),
-                detail={"runtime_message": message, "grpc_code": e.code().name},
+                detail={"runtimeMessage": message, "grpcCode": e.code().name},
             ) from None
         return str(r.image_ref)
 
@@ -458,7 +458,7 @@ class RuntimeClient:
             )
 
     def _maybe_missing(self, e: CRIError, digest: str) -> CRIError:
-        if e.detail.get("grpc_code") == "NOT_FOUND":
+        if e.detail.get("grpcCode") == "NOT_FOUND":
             return ContentMissing(
                 f"containerd (namespace {self.namespace}) has no blob {digest}",
                 url=self.endpoint,

@@ -35,7 +35,7 @@ class RuntimeUnavailable(CRIError, TransportError):
 
 
 class PullRefused(CRIError):
-    """The runtime tried to pull and failed; ``detail["runtime_message"]`` is its own words."""
+    """The runtime tried to pull and failed; ``detail["runtimeMessage"]`` is its own words."""
 
     default_cause = "pull-refused"
 

@@ -104,8 +104,8 @@ class ApiStages:
         server = resp.headers.get("server")
         self.state.ping_status = status
         self.state.challenge = parse_challenge(resp.headers.get("www-authenticate"))
-        data = {"url": str(resp.request.url), "status": status, "api_version": api,
-                "content_type": ctype, "server": server}
+        data = {"url": str(resp.request.url), "status": status, "apiVersion": api,
+                "contentType": ctype, "server": server}
         looks_json = "json" in ctype or resp.content.strip() in (b"{}", b"")
         if status in (200, 401) and (api or (status == 401 and self.state.challenge)
                                      or (status == 200 and looks_json)):
@@ -193,11 +193,11 @@ class ApiStages:
         url, status = str(resp.request.url), resp.status_code
         digest = resp.headers.get("docker-content-digest")
         data = {"url": url, "status": status, "digest": digest,
-                "media_type": resp.headers.get("content-type")}
+                "mediaType": resp.headers.get("content-type")}
         if status == 200 and digest:
             self.state.digest = digest
             return Check("manifest", Status.PASS, None,
-                         f"HEAD {url}: {digest} ({data['media_type']})", method="HEAD",
+                         f"HEAD {url}: {digest} ({data['mediaType']})", method="HEAD",
                          data=data)
         if status == 200:
             return Check("manifest", Status.FAIL, "no-digest-header",
@@ -241,7 +241,7 @@ class ApiStages:
         self.state.manifest = (raw, mt, digest)
         return Check("manifest", Status.PASS, None,
                      f"GET manifests/{ident}: {digest} ({mt}, {len(raw)} bytes, digest verified)",
-                     method="GET", data={"digest": digest, "media_type": mt, "size": len(raw)})
+                     method="GET", data={"digest": digest, "mediaType": mt, "size": len(raw)})
 
     # --- package ---
 
@@ -268,7 +268,7 @@ class ApiStages:
         pkg = read.package
         data: dict[str, Any] = {"kind": pkg.kind, "apiVersion": pkg.api_version,
                                 "name": pkg.name, "platform": platform,
-                                "base_layer": {"digest": read.layer.digest,
+                                "baseLayer": {"digest": read.layer.digest,
                                                "size": read.layer.size, "how": read.how},
                                 "objects": dict(pkg.objects), "size": pkg.size}
         how = {"annotation": "base layer (annotation)", "label": "base layer (config label)",

@@ -112,7 +112,7 @@ def dns_stage(t: Target, timeout: float, *, in_cluster: bool) -> Check:
                          f"resolver does not map it ({e}); {where}",
                          fixgen.loopback_fix(t.registry, t.host, is_ip=False,
                                              resolver_maps=False),
-                         data={"addresses": t.addresses, "resolver_maps": False})
+                         data={"addresses": t.addresses, "resolverMaps": False})
         cause = "timeout" if isinstance(e, TimeoutError) else "dns-failure"
         return Check("dns", Status.FAIL, cause,
                      f"cannot resolve {t.host}: {e}\nFrom a pod: cluster DNS must know this name, "
@@ -238,7 +238,7 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float) -> Check:
                          f"{t.registry} answered the TLS handshake in plain HTTP "
                          f"(first bytes 'HTTP/'), and policy requires TLS "
                          f"({ep.tls.mode.value}, {ep.tls.source})",
-                         fixgen.plain_http_fix(t.registry), data={"first_bytes": first.hex()})
+                         fixgen.plain_http_fix(t.registry), data={"firstBytes": first.hex()})
         return Check("tls", Status.FAIL, "tls-error",
                      f"TLS handshake with {_sockaddr(addr, t.port)} failed: {e}",
                      "# check that the port speaks TLS 1.2 or newer: openssl s_client -connect "
@@ -279,5 +279,5 @@ def _cert_failure(t: Target, ep: Endpoint, addr: str, timeout: float,
     else:
         fix = fixgen.expired_fix(leaf)
     return Check("tls", Status.FAIL, cause, "\n".join(lines), fix,
-                 data={"verify_code": e.verify_code, "verify_message": e.verify_message,
+                 data={"verifyCode": e.verify_code, "verifyMessage": e.verify_message,
                        "chain": [c.to_dict() for c in t.chain]})

@@ -167,7 +167,7 @@ class TargetResult:
     def to_dict(self) -> dict[str, Any]:
         return {"address": self.address, "destination": self.destination or self.address,
                 "protocol": self.protocol, "port": self.port,
-                "verdict": self.verdict.value, "allowed_by": self.allowed_by,
+                "verdict": self.verdict.value, "allowedBy": self.allowed_by,
                 "undecided": list(self.undecided)}
 
 
@@ -190,5 +190,5 @@ class EgressVerdict:
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict.value, "reason": self.reason,
                 "selecting": list(self.selecting), "isolating": list(self.isolating),
-                "allowed_by": self.allowed_by, "fix": self.fix,
+                "allowedBy": self.allowed_by, "fix": self.fix,
                 "targets": [t.to_dict() for t in self.targets]}
