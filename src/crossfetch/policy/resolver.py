@@ -179,9 +179,10 @@ class Policy:
             return AuthPolicy(keychain, True, hit[0].source)
         return AuthPolicy(keychain, False)
 
-    def decide(self, ref: Reference) -> Decision:
-        """The effective policy for ``ref``."""
-        resolved, rewrite_source = self.rewrite(ref)
+    def decide(self, ref: Reference, *, rewrite: bool = True) -> Decision:
+        """The effective policy for ``ref``; ``rewrite=False`` skips ``rewriteImage`` (a push
+        goes where the user said, never where pulls are rewritten to)."""
+        resolved, rewrite_source = self.rewrite(ref) if rewrite else (ref, None)
         blocked = self.node.blocked(resolved) if self.node else None
         node_eps = self.node.endpoints(resolved) if self.node else []
         ic_tls = self._tls_settings(resolved)

@@ -30,7 +30,7 @@ from ..errors import (
 from ..fixes import imageconfig_yaml
 from ..policy.model import Endpoint, TLSMode
 from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context
-from .wire import Auth, Pool, Request, Response, WireError, send_with_auth
+from .wire import Auth, Body, Pool, Request, Response, WireError, send_with_auth
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
@@ -166,7 +166,7 @@ class Transport:
     def request(self, ep: Endpoint, method: str, url: str, *,
                 headers: dict[str, str] | None = None, auth: Auth | None = None,
                 stream: bool = False, follow_redirects: bool = False,
-                retries: int | None = None, content: bytes | None = None) -> Response:
+                retries: int | None = None, content: bytes | Body | None = None) -> Response:
         """Send one request to ``ep`` (``url`` is absolute, built from :meth:`effective_url`).
 
         Redirects, when followed, obey the rules in this module's docstring. With
@@ -210,7 +210,7 @@ class Transport:
     def _send_retrying(self, ep: Endpoint, method: str, url: str,
                        headers: dict[str, str] | None, auth: Auth | None, stream: bool,
                        retries: int | None, foreign: bool = False,
-                       content: bytes | None = None) -> Response:
+                       content: bytes | Body | None = None) -> Response:
         attempts = 1 + (self.retries if retries is None else retries)
         for attempt in range(attempts):
             last = attempt == attempts - 1
@@ -237,7 +237,7 @@ class Transport:
 
     def _send_once(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
                    auth: Auth | None, stream: bool, foreign: bool,
-                   content: bytes | None = None) -> Response:
+                   content: bytes | Body | None = None) -> Response:
         scheme = urlsplit(url).scheme
         pool = self._client(ep, scheme) if not foreign else self._foreign_client(ep, scheme)
         req = Request(method, url, headers=headers, content=content)

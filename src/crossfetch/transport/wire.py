@@ -17,7 +17,7 @@ import json
 import os
 import ssl
 import threading
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, overload
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -150,14 +150,24 @@ class Headers:
         return f"Headers({[n for n, _ in self._items]})"
 
 
+class Body:
+    """A request body streamed from a source that can be opened again: every send (a retry, a
+    resend after an auth challenge) calls ``open`` for a fresh iterator of chunks, so a large
+    upload never sits in memory."""
+
+    def __init__(self, length: int, open: Callable[[], Iterable[bytes]]) -> None:
+        self.length = length
+        self.open = open
+
+
 class Request:
     def __init__(self, method: str, url: str | URL, *,
                  headers: Mapping[str, str] | Headers | None = None,
-                 content: bytes | None = None) -> None:
+                 content: bytes | Body | None = None) -> None:
         self.method = method.upper()
         self.url = URL(url)
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.content = content or b""
+        self.content: bytes | Body = content or b""
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"
@@ -345,8 +355,12 @@ class Pool:
         key = (url.scheme, url.host, url.effective_port, proxy)
         target = str(url) if proxy and url.scheme == "http" else url.target
         headers = {**self.headers, **dict(request.headers.items())}
-        if request.content:
+        body: bytes | Iterable[bytes] | None = None
+        if isinstance(request.content, Body):
+            headers["Content-Length"] = str(request.content.length)
+        elif request.content:
             headers["Content-Length"] = str(len(request.content))
+            body = request.content
         reused = self._checkout(key)
         # A kept-alive connection the server has since closed gets one retry on a new one
         # (only for requests that are safe to repeat).
@@ -354,8 +368,9 @@ class Pool:
         conn = reused or self._new(url, proxy)
         while True:
             try:
-                conn.request(request.method, target, body=request.content or None,
-                             headers=headers)
+                if isinstance(request.content, Body):
+                    body = request.content.open()  # afresh for each send
+                conn.request(request.method, target, body=body, headers=headers)
                 raw = conn.getresponse()
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
