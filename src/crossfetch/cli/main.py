@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "stage."),
     "trust": ("crossfetch.cli.trust_cmds", "Read a registry's certificate chain and emit trust "
               "configuration."),
+    "build": ("crossfetch.cli.build_cmds", "Build a package file as `crossplane xpkg build` "
+              "does."),
 }
 
 USAGE = "usage: crossfetch [--version] [-h] COMMAND [ARGS]..."
