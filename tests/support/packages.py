@@ -110,6 +110,56 @@ def gz(data: bytes, level: int = 6) -> bytes:
     return gzip.compress(data, compresslevel=level, mtime=0)
 
 
+# -- hand-made tar headers (for archives that lie: tarfile refuses to write them) ------------
+def tar_header(name: bytes, *, size: int | bytes = 0, typeflag: bytes = b"0",
+               linkname: bytes = b"") -> bytes:
+    """One ustar header block. ``size`` is written as octal, or as raw bytes if given so."""
+    h = bytearray(512)
+    h[0:len(name[:100])] = name[:100]
+    h[100:108] = b"0000644\x00"
+    h[108:116] = h[116:124] = b"0000000\x00"
+    field_ = (b"%011o\x00" % size) if isinstance(size, int) else size.ljust(12, b"\x00")[:12]
+    h[124:136] = field_
+    h[136:148] = b"00000000000\x00"
+    h[148:156] = b" " * 8
+    h[156:157] = typeflag
+    h[157:157 + len(linkname[:100])] = linkname[:100]
+    h[257:265] = b"ustar\x0000"
+    h[148:156] = b"%06o\x00 " % sum(h)
+    return bytes(h)
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """One pax extended-header record, ``"<len> key=value\\n"`` (len counts itself)."""
+    body = f" {key}={value}\n".encode()
+    n = len(body) + 1
+    while len(str(n).encode()) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\x00" * (-len(data) % 512)
+
+
+def raw_tar(*members: tuple[bytes, bytes]) -> bytes:
+    """A tar from (header block(s), data) pairs, each data padded, plus the end marker."""
+    return b"".join(h + _pad(d) for h, d in members) + b"\x00" * 1024
+
+
+def lying_tar(data: bytes, *, size: int | bytes | None = None, pax: dict[str, str] | None = None,
+              name: bytes = b"package.yaml") -> bytes:
+    """A tar whose ``name`` member holds ``data`` but whose header says ``size`` (octal int or
+    raw field bytes) and/or whose pax header overrides it (e.g. ``{"size": "-5"}``)."""
+    members: list[tuple[bytes, bytes]] = []
+    if pax:
+        records = b"".join(pax_record(k, v) for k, v in pax.items())
+        members.append((tar_header(b"PaxHeaders/" + name, size=len(records), typeflag=b"x"),
+                        records))
+    members.append((tar_header(name, size=len(data) if size is None else size), data))
+    return raw_tar(*members)
+
+
 # -- layout writing ----------------------------------------------------------------------------
 class _Image:
     """Collects the layers and config of one image, then renders its manifest."""

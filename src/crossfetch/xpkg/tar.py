@@ -7,6 +7,7 @@ costs no copies; data the consumer does not read is skipped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -44,17 +45,32 @@ def _bad(what: str) -> PackageError:
                         fix="rebuild the package with `crossplane xpkg build`")
 
 
+_OCTAL = re.compile(rb"[0-7]+")
+_DECIMAL = re.compile(r"[0-9]+")  # ASCII only: int() takes "+5", "5_0", full-width
+
+
 def _number(field: bytes) -> int:
-    if field[:1] and field[0] & 0x80:  # GNU base-256
+    """A numeric header field: octal text (NUL/space padded) or GNU base-256."""
+    if field[:1] and field[0] & 0x80:  # GNU base-256, two's complement when 0xff
         value = int.from_bytes(field[1:], "big")
-        return -value if field[0] & 0x40 else value
+        return value - (1 << (8 * len(field) - 8)) if field[0] == 0xFF else value
     text = field.split(b"\x00", 1)[0].strip(b" ")
     if not text:
         return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise _bad(f"bad numeric field {field!r}") from None
+    if not _OCTAL.fullmatch(text):
+        raise _bad(f"bad numeric field {field!r}")
+    return int(text, 8)
+
+
+def _size(value: int | str, what: str) -> int:
+    """A member size from a header or a pax record: a non-negative whole number."""
+    if isinstance(value, str):
+        if not _DECIMAL.fullmatch(value):
+            raise _bad(f"{what} size {value[:40]!r} is not a whole number")
+        value = int(value)
+    if value < 0:
+        raise _bad(f"{what} size {value} is negative")
+    return value
 
 
 def _pax_records(data: bytes) -> dict[str, str]:
@@ -66,10 +82,9 @@ def _pax_records(data: bytes) -> dict[str, str]:
         sp = data.find(b" ", pos)
         if sp < 0:
             raise _bad("malformed pax record")
-        try:
-            length = int(data[pos:sp])
-        except ValueError:
-            raise _bad("malformed pax record length") from None
+        if not data[pos:sp].isdigit():  # bytes.isdigit is ASCII-only
+            raise _bad("malformed pax record length")
+        length = int(data[pos:sp])
         record = data[sp + 1:pos + length]
         if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
             raise _bad("malformed pax record")
@@ -97,7 +112,7 @@ class ChunkReader:
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes; fewer only at the end of the stream."""
         parts: list[bytes] = []
-        while n:
+        while n > 0:
             if self._pos >= len(self._buf) and not self._fill():
                 break
             take = self._buf[self._pos:self._pos + n]
@@ -108,7 +123,9 @@ class ChunkReader:
 
     def stream(self, n: int) -> Iterator[bytes]:
         """Yield exactly ``n`` bytes in pieces (whole chunks when possible, no copy)."""
-        while n:
+        if n < 0:  # a negative count would never reach 0: refuse instead of spinning
+            raise _bad(f"negative length {n}")
+        while n > 0:
             if self._pos >= len(self._buf) and not self._fill():
                 raise _bad("archive ends in the middle of a member")
             avail = len(self._buf) - self._pos
@@ -182,9 +199,7 @@ class TarReader:
                 self._done = True
                 return None
             typ = block[156:157]
-            size = _number(block[124:136])
-            if size < 0:
-                raise _bad("negative member size")
+            size = _size(_number(block[124:136]), "member")
             if typ in (b"x", b"g", b"L", b"K"):
                 data = self._read_meta(size)
                 if typ == b"x":
@@ -205,10 +220,7 @@ class TarReader:
         name = pax.get("GNU.sparse.name") or pax.get("path") or long_name or name
         linkname = pax.get("linkpath") or long_link or linkname
         if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError:
-                raise _bad("bad pax size") from None
+            size = _size(pax["size"], "pax")
         sparse = typ == b"S" or any(k.startswith("GNU.sparse.") for k in pax)
         if typ == b"S" and block[482]:
             # Old GNU sparse with extension headers: skip them to reach the data.
