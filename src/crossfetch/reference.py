@@ -14,13 +14,16 @@ from dataclasses import dataclass, replace
 from .errors import InvalidReference
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
+# Every pattern is used with fullmatch: ``$`` would also match before a trailing newline, and
+# ``\w`` or str.isdigit() would take non-ASCII letters and digits (``:ünï``, ``6²00``).
+_PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 _HOSTNAME_RE = re.compile(
-    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*$"
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*"
 )
-_HEX64 = re.compile(r"^[a-f0-9]{64}$")
+_HEX64 = re.compile(r"[a-f0-9]{64}")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -59,11 +62,11 @@ def _split_registry(registry: str, ref: str) -> tuple[str, int | None]:
         if not port_s and registry.endswith(":"):
             raise InvalidReference(f"invalid reference {ref!r}: empty port in {registry!r}")
         port_s = port_s or None
-        if not _HOSTNAME_RE.match(host):
+        if not _HOSTNAME_RE.fullmatch(host):
             raise InvalidReference(f"invalid reference {ref!r}: {host!r} is not a valid host name")
     port: int | None = None
     if port_s is not None:
-        if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        if not _PORT_RE.fullmatch(port_s) or not 0 < int(port_s) < 65536:
             raise InvalidReference(f"invalid reference {ref!r}: invalid port {port_s!r}",
                                    fix="ports are numbers from 1 to 65535")
         port = int(port_s)
@@ -84,10 +87,15 @@ class Reference:
     def parse(cls, ref: str, *, default_registry: str | None = None) -> Reference:
         """Parse ``ref``; a name without a registry needs ``default_registry``."""
         original = ref
-        ref = ref.strip()
-        if not ref:
+        if not ref.strip():
             raise InvalidReference("empty package reference",
                                    fix="give a reference like registry.example.com/org/pkg:v1.0.0")
+        if not (ref.isascii() and ref.isprintable()) or " " in ref:
+            bad = next(c for c in ref if not (c.isascii() and c.isprintable()) or c == " ")
+            raise InvalidReference(
+                f"invalid reference {original!r}: it contains {bad!r}; references are printable "
+                "ASCII without spaces", fix="remove the character (a reference read from a file "
+                "or a command often ends in a newline: strip it)")
         if ref.startswith(("http://", "https://")):
             raise InvalidReference(
                 f"invalid reference {original!r}: references carry no URL scheme",
@@ -96,11 +104,11 @@ class Reference:
         digest = None
         if "@" in ref:
             ref, digest = ref.rsplit("@", 1)
-            if not _DIGEST_RE.match(digest):
+            if not _DIGEST_RE.fullmatch(digest):
                 raise InvalidReference(f"invalid reference {original!r}: bad digest {digest!r}",
                                        fix="digests look like sha256:<64 hex characters>")
             algo, _, hexpart = digest.partition(":")
-            if algo == "sha256" and not _HEX64.match(hexpart):
+            if algo == "sha256" and not _HEX64.fullmatch(hexpart):
                 raise InvalidReference(
                     f"invalid reference {original!r}: sha256 digest must be 64 lowercase hex")
         first, sep, rest = ref.partition("/")
@@ -120,12 +128,12 @@ class Reference:
         colon = remainder.rfind(":")
         if colon > last_slash:
             remainder, tag = remainder[:colon], remainder[colon + 1 :]
-            if not _TAG_RE.match(tag):
+            if not _TAG_RE.fullmatch(tag):
                 raise InvalidReference(f"invalid reference {original!r}: bad tag {tag!r}",
                                        fix="tags are up to 128 of [A-Za-z0-9_.-], not starting "
                                        "with . or -")
         _split_registry(registry, original)
-        if not remainder or not _PATH_RE.match(remainder):
+        if not remainder or not _PATH_RE.fullmatch(remainder):
             raise InvalidReference(
                 f"invalid reference {original!r}: repository path {remainder!r} is not valid",
                 fix="repository paths are lowercase components of [a-z0-9] joined by . _ __ - "

@@ -288,7 +288,7 @@ class RegistryClient:
                 raise self._status_error(resp, "list tags")
             try:
                 body = resp.json()
-            except ValueError:
+            except (ValueError, RecursionError):  # deep nesting: RecursionError, not ValueError
                 body = None
             page = body.get("tags") if isinstance(body, dict) else None
             if not isinstance(body, dict) or not isinstance(page, list | None):

@@ -76,3 +76,28 @@ def test_docker_hub_api_host() -> None:
 def test_identifier_prefers_digest() -> None:
     assert Reference.parse(f"r.io/a:v1@{D}").identifier == D
     assert Reference.parse("r.io/a:v1").identifier == "v1"
+
+
+@pytest.mark.parametrize("text", [
+    "reg.io/a:\u00fcn\u00ef",          # \w took it; the request died
+    "reg.io/a:v\uff11",                # full-width digit one
+    "reg.io:6\u00b200/a:v1",           # 6²00: str.isdigit() is True, int() refuses
+    "reg.io:\u0665\u0660\u0660\u0660/a",  # Arabic-Indic digits: int() would accept them
+    "reg.io/a:v1\n",                   # $ matched before the newline
+    "reg.io/a\n",
+    "reg.io/a@sha256:" + "a" * 64 + "\n",
+    " reg.io/a:v1",
+    "reg.io/a:v1 ",
+    "reg.io/a:v\t1",
+    "reg.io/a:v1\x00",
+    "r\u00e9g.io/a:v1",
+])
+def test_non_ascii_and_control_characters_are_invalid(text: str) -> None:
+    with pytest.raises(InvalidReference) as ei:
+        Reference.parse(text)
+    assert ei.value.exit_code == 2 and ei.value.fix
+
+
+def test_default_registry_with_a_newline_is_invalid() -> None:
+    with pytest.raises(InvalidReference):
+        Reference.parse("org/pkg:v1", default_registry="reg.io\n")

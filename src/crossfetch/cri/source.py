@@ -62,7 +62,7 @@ class RuntimeBlobSource:
         # The content store keeps no media type: the document's own field is authoritative.
         try:
             doc = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None
         if isinstance(doc, dict) and isinstance(doc.get("mediaType"), str):
             media_type = doc["mediaType"]

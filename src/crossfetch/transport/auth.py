@@ -419,7 +419,7 @@ def _read_capped(resp: Response, where: str) -> bytes:
 def _parse_token(data: bytes, where: str) -> tuple[str, float]:
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # deep nesting raises RecursionError
         body = None
     if not isinstance(body, dict):
         raise AuthError(f"token server {where} answered 200 without a JSON object",

@@ -6,14 +6,21 @@ alone, or every layer flattened when nothing is marked.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
-from ..errors import LimitExceeded, PackageError
-from ..oci import MAX_MANIFEST_BYTES, BlobSource, Descriptor, Manifest, verify_bytes
+from ..errors import LimitExceeded
+from ..oci import (
+    MAX_MANIFEST_BYTES,
+    BlobSource,
+    Descriptor,
+    Manifest,
+    check_config,
+    load_json,
+    verify_bytes,
+)
 from .layers import find_base_layer, needs_config
 from .meta import PACKAGE_CAP, Package
 from .stream import LAYER_CAP, read_flattened, read_package_yaml
@@ -42,15 +49,8 @@ def read_config(source: BlobSource, manifest: Manifest) -> dict[str, Any]:
         if len(data) > MAX_MANIFEST_BYTES:
             raise LimitExceeded(f"image config is over the {MAX_MANIFEST_BYTES} byte cap")
     verify_bytes(bytes(data), desc.digest, "image config")
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise PackageError(f"image config {desc.digest} is not valid JSON: {e}",
-                           fix="re-push the package") from None
-    if not isinstance(doc, dict):
-        raise PackageError(f"image config {desc.digest} is not a JSON object",
-                           fix="re-push the package")
-    return doc
+    what = f"image config {desc.digest}"
+    return check_config(load_json(bytes(data), what), what)
 
 
 def _lazy(source: BlobSource, desc: Descriptor) -> Iterator[bytes]:
