@@ -130,6 +130,13 @@ class RegistryClient:
             return NotFound(f"{what}: {url} answered 404 Not Found{code}", status=status, url=url,
                             host=resp.request.url.host,
                             fix="check the repository and tag (crossfetch tags REF lists tags)")
+        if status == 407:  # only a forward proxy (HTTP_PROXY) answers 407
+            return HTTPStatusError(
+                f"{what}: {url} answered 407 Proxy Authentication Required (the forward "
+                "proxy wants credentials)", status=status, url=url, host=resp.request.url.host,
+                cause="proxy-error", fix="put them in the proxy URL: "
+                "HTTP_PROXY=http://USER:PASSWORD@proxy:PORT (or exempt the registry with "
+                "NO_PROXY)")
         if status == 405:
             return HTTPStatusError(f"{what}: {url} answered 405 Method Not Allowed", status=status,
                                    url=url, cause="method-not-allowed",

@@ -314,6 +314,13 @@ class Transport:
             return TLSError(f"TLS handshake with {parts.netloc} failed: {_innermost(e)}",
                             url=url, host=host, mode=mode, cause="tls-error",
                             fix="check that the port speaks TLS and supports TLS 1.2 or newer")
+        if e.phase == "proxy":
+            return TransportError(
+                f"cannot reach {parts.netloc} through the forward proxy: {e}", url=url,
+                host=host, mode=mode, cause="proxy-error",
+                fix="check HTTPS_PROXY / HTTP_PROXY: an http://host:port URL, with "
+                "user:password@ when the proxy asks for credentials (407); or exempt the "
+                f"registry with NO_PROXY={host}")
         cause = _connect_cause(e)
         if parts.scheme == "http" and (e.phase == "protocol" or cause in (
                 "connection-reset", "connection-failed")) and \

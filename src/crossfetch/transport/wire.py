@@ -19,7 +19,7 @@ import ssl
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, overload
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 MAX_BODY = 4 * 1024 * 1024
 """Cap for responses read into memory (error bodies, manifests, tokens, tag lists)."""
@@ -32,8 +32,9 @@ class InvalidURL(ValueError):
 
 
 class WireError(Exception):
-    """A request failed below HTTP. ``phase`` is ``connect``, ``read`` or ``protocol``; the
-    original exception is the ``__cause__``."""
+    """A request failed below HTTP. ``phase`` is ``connect``, ``proxy`` (the forward proxy
+    refused or failed the connection), ``read`` or ``protocol``; the original exception is the
+    ``__cause__``."""
 
     def __init__(self, phase: str, message: str) -> None:
         super().__init__(message)
@@ -301,6 +302,25 @@ def _proxy_for(url: URL) -> str | None:
     return proxies.get(url.scheme) or proxies.get("all")
 
 
+def _proxy_parts(proxy: str) -> tuple[str, int, dict[str, str]]:
+    """Host, port and the ``Proxy-Authorization`` header (when the proxy URL carries
+    ``user:password@``) of an ``http://`` forward proxy."""
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        port = -1
+    if parts.scheme != "http" or not parts.hostname or port < 0:
+        shown = f"{parts.scheme}://{parts.hostname or '?'}"  # never the credentials
+        raise WireError("proxy", f"unsupported proxy {shown} (from HTTP_PROXY/HTTPS_PROXY): "
+                        "only http://[user:password@]host:port forward proxies are supported")
+    headers = {}
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    return parts.hostname, port, headers
+
+
 class Pool:
     """Kept-alive connections per (scheme, host, port, proxy), for one TLS context."""
 
@@ -317,21 +337,24 @@ class Pool:
         conn: http.client.HTTPConnection
         host, port = url.host, url.effective_port
         if proxy:
-            p = URL(proxy if "://" in proxy else f"http://{proxy}")
-            host, port = p.host, p.effective_port
+            host, port, _ = _proxy_parts(proxy)
         if url.scheme == "https":
             if self.ssl_context is None:
                 raise WireError("connect", f"no TLS context for {url}")
             conn = http.client.HTTPSConnection(host, port, timeout=self.connect_timeout,
                                                context=self.ssl_context)
             if proxy:
-                conn.set_tunnel(url.host, url.effective_port)
+                # CONNECT carries the proxy's credentials; the tunnelled TLS never sees them.
+                conn.set_tunnel(url.host, url.effective_port, headers=_proxy_parts(proxy)[2])
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
         try:
             conn.connect()
         except (OSError, http.client.HTTPException) as e:
             conn.close()
+            if proxy:
+                raise WireError("proxy", f"connecting to {url.netloc} through the proxy "
+                                f"{host}:{port}: {e}") from e
             raise WireError("connect", f"connecting to {url.netloc}: {e}") from e
         if conn.sock is not None:
             conn.sock.settimeout(self.read_timeout)
@@ -355,6 +378,8 @@ class Pool:
         key = (url.scheme, url.host, url.effective_port, proxy)
         target = str(url) if proxy and url.scheme == "http" else url.target
         headers = {**self.headers, **dict(request.headers.items())}
+        if proxy and url.scheme == "http":
+            headers.update(_proxy_parts(proxy)[2])  # forwarded in the clear, as with any proxy
         body: bytes | Iterable[bytes] | None = None
         if isinstance(request.content, Body):
             headers["Content-Length"] = str(request.content.length)
