@@ -255,6 +255,35 @@ class RegistryClient:
             raise self._status_error(resp, f"GET blob {desc.digest[:19]}")
         return resp
 
+    def open_blob_unsized(self, digest: str) -> tuple[int, Iterator[bytes]]:
+        """Stream a blob known only by its digest (a pull-through cache's case): its size
+        comes from the response's ``Content-Length``, and the chunks are verified as in
+        :meth:`open_blob`. A response without a length is an error."""
+        desc = Descriptor(media_type="", digest=check_digest(digest), size=0)
+        resp = self._each(PULL, "fetch a blob", lambda ep: self._open_blob_on(ep, desc))
+        size = _content_length(resp)
+        if size is None:
+            resp.close()
+            raise FetchError(f"blob {digest} from {resp.request.url} came without a "
+                             "Content-Length", url=str(resp.request.url),
+                             fix="the registry or a proxy in front of it must send the length")
+        return size, self._verified(resp, desc._replace(size=size), None)
+
+    def stat_blob(self, digest: str) -> int:
+        """The size of a blob (``HEAD``); raises :class:`NotFound` when it is absent."""
+        def on(ep: Endpoint) -> int:
+            resp = self._send(ep, "HEAD", f"blobs/{check_digest(digest)}", follow=True)
+            resp.close()
+            if resp.status_code != 200:
+                raise self._status_error(resp, f"HEAD blob {digest[:19]}")
+            size = _content_length(resp)
+            if size is None:
+                raise FetchError(f"HEAD of blob {digest} answered without a Content-Length",
+                                 url=str(resp.request.url))
+            return size
+
+        return self._each(PULL, "stat a blob", on)
+
     @staticmethod
     def _verified(resp: Response, desc: Descriptor,
                   progress: Callable[[int], None] | None) -> Iterator[bytes]:

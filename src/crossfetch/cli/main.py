@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "configuration."),
     "build": ("crossfetch.cli.build_cmds", "Build a package file as `crossplane xpkg build` "
               "does."),
+    "serve": ("crossfetch.cli.serve_cmds", "Run a TLS pull-through bridge in front of registries "
+              "Crossplane cannot reach."),
 }
 
 USAGE = "usage: crossfetch [--version] [-h] COMMAND [ARGS]..."

@@ -1,0 +1,86 @@
+"""Start, run and stop the bridge: TLS, policy, cache, signals, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from ..cli.common import build_policy
+from ..client import Client
+from ..transport.http import Timeouts
+from .app import Bridge
+from .certs import ensure_state, server_context
+from .config import ServeConfig
+from .htpasswd import Htpasswd
+from .metrics import Metrics
+from .store import Store
+from .upstream import BridgeTransport, Upstreams
+
+
+def build(cfg: ServeConfig, params: dict[str, Any]) -> tuple[Bridge, Client]:
+    """The bridge for ``cfg``, upstreams under the policy the CLI options describe."""
+    policy = build_policy(params)
+    timeout = params.get("timeout")
+    transport = BridgeTransport(
+        allow_redirect_hosts=cfg.allow_redirect_hosts,
+        timeouts=Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout),
+        retries=params.get("retries", 3))
+    client = Client(policy, transport=transport)
+    metrics = Metrics()
+    store = Store(cfg.cache_dir, cfg.cache_max_size)
+    htpasswd = Htpasswd(cfg.htpasswd) if cfg.htpasswd else None
+    return Bridge(cfg, Upstreams(client, metrics), store, metrics, htpasswd), client
+
+
+def serve(cfg: ServeConfig, params: dict[str, Any]) -> None:
+    """Run until SIGTERM or SIGINT, then finish in-flight responses and exit."""
+    if cfg.tls_cert and cfg.tls_key:
+        cert, key, ca = cfg.tls_cert, cfg.tls_key, None
+    else:
+        ca, cert, key = ensure_state(cfg.state_dir, cfg.hostnames)
+    ssl_ctx = server_context(cert, key)
+    bridge, client = build(cfg, params)
+    try:
+        asyncio.run(_main(cfg, bridge, ssl_ctx, str(ca) if ca else None))
+    finally:
+        bridge.close()
+        client.close()
+
+
+async def _main(cfg: ServeConfig, bridge: Bridge, ssl_ctx: Any, ca: str | None) -> None:
+    runner = web.AppRunner(bridge.app(), access_log=None,
+                           shutdown_timeout=cfg.shutdown_timeout, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, ssl_context=ssl_ctx,
+                       backlog=1024, shutdown_timeout=cfg.shutdown_timeout)
+    await site.start()
+    addrs = runner.addresses
+    port = int(addrs[0][1]) if addrs else cfg.listen_port
+    host = cfg.listen_host
+    url = f"https://{'[' + host + ']' if ':' in host else host}:{port}"
+    bridge.ready = True
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _log({"level": "info", "msg": "listening", "url": url, "port": port, "ca": ca,
+          "routes": [str(r) for r in cfg.routes], "cacheDir": str(cfg.cache_dir),
+          "auth": "htpasswd" if cfg.htpasswd else "anonymous"})
+    await stop.wait()
+    bridge.ready = False
+    _log({"level": "info", "msg": "shutting down: finishing in-flight responses",
+          "timeout": cfg.shutdown_timeout})
+    await runner.cleanup()
+    _log({"level": "info", "msg": "stopped"})
+
+
+def _log(obj: dict[str, Any]) -> None:
+    sys.stderr.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                 **obj}) + "\n")
+    sys.stderr.flush()
