@@ -8,13 +8,13 @@ the cache by digest, then fetch *pinned to that digest*, read only the base laye
 from __future__ import annotations
 
 import enum
-import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .cache import Cache, CacheEntry, variant_name
+from .cache import Cache, CacheEntry, Lease, variant_name
 from .errors import CacheMiss, DigestMismatch, PolicyRefused, UsageError
 from .oci import BlobSource, Descriptor, Manifest, Platform, resolve_image
 from .policy.model import Decision, Endpoint
@@ -69,7 +69,7 @@ class PullResult:
     platform: str | None
     package: Package
     path: Path
-    """``package.yaml`` in the cache."""
+    """``package.yaml`` in the cache; it stays there until the :class:`Client` is closed."""
     cached: bool
     base_layer: dict[str, Any] | None = None
     endpoint: str | None = None
@@ -114,7 +114,8 @@ class Client:
         self,
         policy: Policy | None = None,
         *,
-        cache: Cache | None = None,
+        cache: Cache | str | Path | None = None,
+        no_cache: bool = False,
         pull_policy: PullPolicy | str = PullPolicy.IF_NOT_PRESENT,
         platform: str | None = None,
         default_registry: str | None = None,
@@ -127,7 +128,12 @@ class Client:
         runtime_namespace: str | None = None,
     ) -> None:
         self.policy = policy or Policy()
-        self.cache = cache or Cache()
+        # A Cache passed in is the caller's to close; one made here (a directory, the default,
+        # or a private one for no_cache) is closed with the client.
+        self._own_cache = not isinstance(cache, Cache)
+        self.cache = cache if isinstance(cache, Cache) else Cache(cache, ephemeral=no_cache)
+        self._leases: dict[Path, Lease] = {}
+        self._leases_lock = threading.Lock()
         self.pull_policy = PullPolicy(pull_policy)
         try:
             self.platform = str(Platform.parse(platform)) if platform else None
@@ -156,7 +162,24 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        """Close connections and release the cache entries handed out (``PullResult.path``)."""
         self.transport.close()
+        with self._leases_lock:
+            leases, self._leases = list(self._leases.values()), {}
+        for lease in leases:
+            lease.release()
+        if self._own_cache:
+            self.cache.close()
+
+    def _hold(self, entry: CacheEntry) -> None:
+        """Keep ``entry`` leased until :meth:`close` (one lease per entry)."""
+        if entry.lease is None:
+            return
+        with self._leases_lock:
+            old = self._leases.get(entry.dir)
+            self._leases[entry.dir] = entry.lease
+        if old is not None and old is not entry.lease:
+            old.release()
 
     # --- building blocks ---
 
@@ -211,11 +234,19 @@ class Client:
     def pull(self, ref: str | Reference, output: str | Path | IO[bytes] | None = None
              ) -> PullResult:
         """Fetch the package, store it in the cache, and copy ``package.yaml`` to ``output``
-        (a path, ``-`` for stdout, or a binary file object)."""
+        (a path, ``-`` for stdout, or a binary file object), written through what is there
+        (see :mod:`crossfetch.output`); ``output`` is checked before any download."""
+        from .output import open_output
+
         decision = self.decide(ref)
-        result = self._pull(decision)
-        if output is not None:
-            write_output(result.path, output)
+        target = open_output(output) if output is not None else None
+        try:
+            result = self._pull(decision)
+            if target is not None:
+                target.write(result.path)
+        finally:
+            if target is not None:
+                target.abort()
         return result
 
     def _pull(self, decision: Decision) -> PullResult:
@@ -237,12 +268,9 @@ class Client:
             top = rc.head().digest
 
         if self.pull_policy is not PullPolicy.ALWAYS:
-            entry = self.cache.lookup(top, self.platform)
-            if entry is not None:
-                try:
-                    return self._from_cache(decision, top, entry)
-                except DigestMismatch:
-                    self.cache.remove(entry)
+            cached = self._cached(decision, top)
+            if cached is not None:
+                return cached
         if self.pull_policy is PullPolicy.NEVER:
             raise CacheMiss(f"{resolved} ({top}) is not in the cache and the pull policy is Never",
                             fix="pull it with --pull-policy IfNotPresent first")
@@ -267,26 +295,50 @@ class Client:
 
         resolved = decision.resolved
         ref = str(resolved)
-        keychain = decision.auth.keychain
-        cred = keychain.resolve(resolved.registry) if keychain else None
-        auth = AuthConfig.from_credential(cred, resolved.registry)
+        never = self.pull_policy is PullPolicy.NEVER
+        if never:  # Never: the cache first, then what the runtime already has; never a pull
+            known = resolved.digest or self.cache.recall_tag(ref)
+            cached = self._cached(decision, known) if known else None
+            if cached is not None:
+                cached.extra.update(via="cri", runtimePulled=False)
+                return cached
         with self.runtime() as rt:
-            ensured = rt.ensure(ref, auth)
+            if never:
+                if rt.image_status(ref) is None:
+                    raise CacheMiss(f"{ref} is neither in the cache nor in the runtime, and the "
+                                    "pull policy is Never", url=rt.endpoint, mode="cri",
+                                    fix="pull it once with --pull-policy IfNotPresent (or "
+                                    f"crictl pull {ref})")
+                pulled = False
+            else:
+                keychain = decision.auth.keychain
+                cred = keychain.resolve(resolved.registry) if keychain else None
+                pulled = rt.ensure(ref, AuthConfig.from_credential(cred, resolved.registry)
+                                   ).pulled
             source = RuntimeBlobSource(rt, ref)
             top = resolved.digest or source.fetch_manifest(resolved.identifier)[2]
-            if self.pull_policy is not PullPolicy.ALWAYS:
-                entry = self.cache.lookup(top, self.platform)
-                if entry is not None:
-                    try:
-                        result = self._from_cache(decision, top, entry)
-                    except DigestMismatch:
-                        self.cache.remove(entry)
-                    else:
-                        result.extra.update(via="cri", runtimePulled=ensured.pulled)
-                        return result
-            endpoint = rt.endpoint
-            result = self._fetch(decision, source, top, lambda: endpoint)
-        result.extra.update(via="cri", runtimePulled=ensured.pulled)
+            result = (self._cached(decision, top)
+                      if self.pull_policy is not PullPolicy.ALWAYS else None)
+            if result is None:
+                endpoint = rt.endpoint
+                result = self._fetch(decision, source, top, lambda: endpoint)
+        result.extra.update(via="cri", runtimePulled=pulled)
+        return result
+
+    def _cached(self, decision: Decision, top: str) -> PullResult | None:
+        """The verified cache entry for ``top`` (a corrupt one is dropped), or None."""
+        entry = self.cache.lookup(top, self.platform)
+        if entry is None:
+            return None
+        try:
+            result = self._from_cache(decision, top, entry)
+        except DigestMismatch:
+            self.cache.remove(entry)
+            return None
+        except BaseException:
+            entry.release()
+            raise
+        self._hold(entry)
         return result
 
     def _from_cache(self, decision: Decision, top: str, entry: CacheEntry) -> PullResult:
@@ -308,11 +360,16 @@ class Client:
             meta = {"reference": str(decision.reference), "resolved": str(decision.resolved),
                     "manifestDigest": parsed.digest, "mediaType": parsed.media_type,
                     "platform": platform, "packageSha256": pkg.sha256.split(":")[-1],
-                    "baseLayer": base}
+                    "baseLayer": base, "kind": pkg.kind, "name": pkg.name}
             entry = self.cache.commit(pending, top, variant_name(platform), meta)
         except BaseException:
             self.cache.discard(pending)
             raise
+        self._hold(entry)
+        if entry.sha256.split(":")[-1] != meta["packageSha256"]:  # another writer's entry won
+            from .xpkg.meta import PackageScanner
+
+            pkg = verify_and_scan(entry.package_path, entry.sha256, PackageScanner())
         if not decision.resolved.digest:
             self.cache.remember_tag(str(decision.resolved), top)
         return PullResult(decision.reference, decision.resolved, top, parsed.digest,
@@ -369,53 +426,3 @@ def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:
                              fix="the cache entry was removed; pull again")
     pkg: Package = scanner.finish()
     return pkg
-
-
-def write_output(src: Path, output: str | Path | IO[bytes]) -> None:
-    """Copy ``package.yaml`` to a path (atomically), ``-`` (stdout) or a file object."""
-    if output == "-":
-        sys.stdout.flush()
-        _copy_to(src, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-        return
-    if isinstance(output, str | Path):
-        import os
-
-        out = Path(output)
-        tmp = out.parent / f".{out.name}.{os.getpid()}-{os.urandom(4).hex()}"
-        try:
-            with open(tmp, "xb") as f:
-                _copy_to(src, f)
-            os.replace(tmp, out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return
-    _copy_to(src, output)
-
-
-def _copy_to(src: Path, out: IO[bytes]) -> None:
-    """Copy a file in the kernel where it can (``sendfile``), else in 1 MiB blocks."""
-    import os
-
-    with open(src, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        try:
-            fileno = out.fileno()
-        except (AttributeError, OSError, ValueError):
-            fileno = -1
-        if fileno >= 0 and hasattr(os, "sendfile"):
-            out.flush()
-            offset = 0
-            try:
-                while offset < size:
-                    sent = os.sendfile(fileno, f.fileno(), offset, size - offset)
-                    if sent == 0:
-                        break
-                    offset += sent
-                return
-            except OSError:
-                if offset:
-                    raise
-        while block := f.read(1024 * 1024):
-            out.write(block)

@@ -96,12 +96,18 @@ def test_discarded_pending_leaves_nothing(tmp_path: Path) -> None:
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
-def test_recommit_replaces_atomically(tmp_path: Path) -> None:
+def test_recommit_keeps_the_verified_entry_and_replaces_a_corrupt_one(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    commit(cache, META)
+    first = commit(cache, META)
+    # Another writer of the same digest finds the entry in place: it is verified and used,
+    # never replaced under a reader.
+    assert commit(cache, META + b"# v2\n") == first
+    assert first.read_bytes() == META
+    first.write_bytes(META + b"# tampered\n")
     commit(cache, META + b"# v2\n")
     entry = cache.lookup(D)
     assert entry is not None and entry.package_path.read_bytes().endswith(b"# v2\n")
+    assert not list((tmp_path / "tmp").iterdir())
 
 
 def test_tags_are_remembered_for_never(tmp_path: Path) -> None:

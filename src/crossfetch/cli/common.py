@@ -140,7 +140,12 @@ def add_fetch_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--platform", metavar="OS/ARCH",
                    help="Platform to pick from a multi-platform index (default linux/amd64).")
     g.add_argument("--cache-dir", metavar="DIR",
-                   help="Package cache (default $XDG_CACHE_HOME/crossfetch).")
+                   help="Package cache (default $XDG_CACHE_HOME/crossfetch), bounded by "
+                   "CROSSFETCH_CACHE_MAX_SIZE (default 5GiB; see crossfetch cache). If it is "
+                   "not writable, a private temporary cache is used, with a warning.")
+    g.add_argument("--no-cache", action="store_true",
+                   help="Use a private temporary cache, removed on exit (read-only file "
+                   "systems, one-off Jobs).")
     g.add_argument("--pull-policy", choices=["IfNotPresent", "Always", "Never"],
                    default="IfNotPresent",
                    help="As Crossplane's packagePullPolicy: use the cache by digest, always "
@@ -202,12 +207,12 @@ def build_policy(params: dict[str, Any]) -> Policy:
 
 
 def build_client(params: dict[str, Any], *, progress: bool = True) -> Client:
-    from ..cache import Cache
     from ..client import Client
 
     return Client(
         build_policy(params),
-        cache=Cache(params.get("cache_dir")),
+        cache=params.get("cache_dir"),
+        no_cache=bool(params.get("no_cache")),
         pull_policy=params.get("pull_policy") or "IfNotPresent",
         platform=params.get("platform"),
         default_registry=params.get("default_registry"),

@@ -76,10 +76,13 @@ Examples:
   crossfetch pull reg.local:8443/fns/function-foo:v0.1.0 --ca-bundle ca.crt -o package.yaml
   crossfetch pull 10.0.0.5:5000/fns/function-bar:v1 --config local.yaml -O json
   crossfetch pull reg.local/fns/f@sha256:<digest> --pull-policy Never   # offline, from cache
+  crossfetch pull reg.local/fns/f:v1 --no-cache -O json   # a Job with readOnlyRootFilesystem
 """, epilog=REF_HELP)
     p.add_argument("ref", metavar="REF")
     p.add_argument("-o", "--out", metavar="FILE",
-                   help="Write package.yaml here (- for stdout). Written atomically.")
+                   help="Write package.yaml here (- for stdout), through what is there, as cp "
+                   "does: a regular file is replaced atomically; a device (/dev/null), FIFO or "
+                   "a symlink's target is written in place. Checked before any download.")
     add_output_option(p)
     add_fetch_options(p)
     add_policy_options(p)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "does."),
     "serve": ("crossfetch.cli.serve_cmds", "Run a TLS pull-through bridge in front of registries "
               "Crossplane cannot reach."),
+    "cache": ("crossfetch.cli.cache_cmds", "List the package cache and prune it to a size."),
 }
 
 USAGE = "usage: crossfetch [--version] [-h] COMMAND [ARGS]..."
