@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "policy."),
     "doctor": ("crossfetch.cli.doctor_cmds", "Diagnose why a package cannot be pulled, stage by "
                "stage."),
+    "resolve": ("crossfetch.cli.resolve_cmds", "Resolve a package's whole dependency graph: "
+                "what Crossplane will do, and what satisfies every constraint."),
     "trust": ("crossfetch.cli.trust_cmds", "Read a registry's certificate chain and emit trust "
               "configuration."),
     "build": ("crossfetch.cli.build_cmds", "Build a package file as `crossplane xpkg build` "

@@ -8,6 +8,7 @@ one fails before any request.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,11 +26,13 @@ class DeferredKeychain:
         self._build = build
         self._built = False
         self._real: Keychain | None = None
+        self._lock = threading.Lock()  # resolve asks from several threads: build once
 
     def _get(self) -> Keychain | None:
-        if not self._built:
-            self._real, self._built = self._build(), True
-        return self._real
+        with self._lock:
+            if not self._built:
+                self._real, self._built = self._build(), True
+            return self._real
 
     def describe(self, registry: str) -> Source | None:
         real = self._get()
@@ -47,11 +50,13 @@ class DeferredKeychains:
         self._build = build
         self._built = False
         self._provider: KeychainProvider | None = None
+        self._lock = threading.Lock()
 
     def _get(self) -> KeychainProvider | None:
-        if not self._built:
-            self._provider, self._built = self._build(), True
-        return self._provider
+        with self._lock:
+            if not self._built:
+                self._provider, self._built = self._build(), True
+            return self._provider
 
     def __call__(self, resolved: Reference, pull_secret: ImageConfig | None) -> Keychain:
         def build() -> Keychain | None:

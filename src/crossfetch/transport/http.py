@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
@@ -123,6 +124,7 @@ class Transport:
         self.backoff = backoff
         self._sleep = sleep
         self._clients: dict[tuple[object, ...], Pool] = {}
+        self._clients_lock = threading.Lock()  # resolve shares one Transport across threads
         self._fallback: set[str] = set()
         """Endpoint URLs proven to speak plain HTTP and allowed to."""
 
@@ -139,21 +141,24 @@ class Transport:
 
     def _client(self, ep: Endpoint, scheme: str) -> Pool:
         key: tuple[object, ...] = (scheme, ep.tls if scheme == "https" else None, ep.headers)
-        client = self._clients.get(key)
-        if client is None:
-            # A plain-HTTP pool gets no TLS context at all (and loads no CA bundle): an https
-            # redirect target is sent through an https pool of its own.
-            client = Pool(ssl_context=ssl_context(ep.tls) if scheme == "https" else None,
-                          connect_timeout=self.timeouts.connect,
-                          read_timeout=self.timeouts.read,
-                          headers={"User-Agent": USER_AGENT, **dict(ep.headers)})
-            self._clients[key] = client
+        with self._clients_lock:
+            return self._clients.get(key) or self._new_client(key, ep, scheme)
+
+    def _new_client(self, key: tuple[object, ...], ep: Endpoint, scheme: str) -> Pool:
+        # A plain-HTTP pool gets no TLS context at all (and loads no CA bundle): an https
+        # redirect target is sent through an https pool of its own.
+        client = Pool(ssl_context=ssl_context(ep.tls) if scheme == "https" else None,
+                      connect_timeout=self.timeouts.connect,
+                      read_timeout=self.timeouts.read,
+                      headers={"User-Agent": USER_AGENT, **dict(ep.headers)})
+        self._clients[key] = client
         return client
 
     def close(self) -> None:
-        for c in self._clients.values():
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
             c.close()
-        self._clients.clear()
 
     def __enter__(self) -> Transport:
         return self
