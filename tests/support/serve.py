@@ -6,8 +6,12 @@ It listens on a port the OS picks (``--listen 127.0.0.1:0``); the port is read b
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -18,7 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.support.httpserver import RecordedRequest
 from tests.support.process import kill_group
+from tests.support.proxy import BLOB_PATH, HOP_BY_HOP, FaultProxy, _ProxyHandler
+from tests.support.push import raw_push
 
 CLI = [sys.executable, "-m", "crossfetch.cli.main"]
 START_TIMEOUT = 30.0
@@ -129,3 +136,60 @@ class BridgeProcess:
                 return r.status, dict(r.headers.items()), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers.items()), e.read()
+
+
+# -- content and faults for the bridge's tests ------------------------------------------------
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_image(registry_url: str, repo: str, tag: str, layers: list[bytes],
+               verify: ssl.SSLContext | bool = True) -> tuple[str, list[str]]:
+    """Push an OCI image with these (opaque) layers; return (manifest digest, layer digests)."""
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    blobs = {sha256(config): config, **{sha256(x): x for x in layers}}
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": sha256(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": sha256(x), "size": len(x)} for x in layers],
+    }).encode()
+    raw_push(registry_url, repo, tag, manifest, OCI_MANIFEST, blobs, verify=verify)
+    return sha256(manifest), [sha256(x) for x in layers]
+
+
+class _ResetHandler(_ProxyHandler):
+    def _relay(self, resp: http.client.HTTPResponse, rec: RecordedRequest,
+               corrupt: bool) -> None:
+        proxy: ResettingProxy = self.server.owner
+        is_blob = self.command == "GET" and bool(BLOB_PATH.match(rec.path))
+        if proxy.reset_after is None or not is_blob or resp.status != 200:
+            return super()._relay(resp, rec, corrupt)
+        rec.status, rec.note = resp.status, "reset"
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in HOP_BY_HOP:
+                self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(resp.read(proxy.reset_after))
+        self.wfile.flush()
+        # RST instead of FIN: linger 0, then close.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                   struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+        return None
+
+
+class ResettingProxy(FaultProxy):
+    """A FaultProxy that can also reset the connection after ``reset_after`` bytes of every
+    blob body (a mid-stream failure a real registry cannot produce on demand)."""
+
+    handler = _ResetHandler
+    reset_after: int | None = None
