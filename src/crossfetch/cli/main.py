@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("crossfetch.cli.serve_cmds", "Run a TLS pull-through bridge in front of registries "
               "Crossplane cannot reach."),
     "cache": ("crossfetch.cli.cache_cmds", "List the package cache and prune it to a size."),
+    "push": ("crossfetch.cli.push_cmds", "Push package files (or build and push a directory) "
+             "to a registry."),
 }
 
 USAGE = "usage: crossfetch [--version] [-h] COMMAND [ARGS]..."
