@@ -189,8 +189,10 @@ class Client:
         return Reference.parse(ref, default_registry=self.default_registry)
 
     def decide(self, ref: str | Reference) -> Decision:
-        """The effective policy for ``ref``; raises if policy blocks it."""
-        decision = self.policy.decide(self.parse(ref))
+        """The effective policy for ``ref``; raises if policy blocks it. ImageConfig prefixes
+        match ``ref`` as written (a string), before any default registry is added."""
+        written = ref if isinstance(ref, str) else None
+        decision = self.policy.decide(self.parse(ref), written)
         if decision.blocked is not None:
             raise PolicyRefused(
                 f"{decision.resolved} is blocked by {decision.blocked}", cause="blocked",

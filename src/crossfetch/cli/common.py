@@ -18,6 +18,7 @@ from ..errors import CrossfetchError
 
 if TYPE_CHECKING:
     from ..client import Client, Progress
+    from ..crossplane.profile import Profile
     from ..policy.resolver import KeychainProvider, Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -147,15 +148,80 @@ def add_fetch_options(p: argparse.ArgumentParser) -> None:
                    help="Use a private temporary cache, removed on exit (read-only file "
                    "systems, one-off Jobs).")
     g.add_argument("--pull-policy", choices=["IfNotPresent", "Always", "Never"],
-                   default="IfNotPresent",
+                   default=None,
                    help="As Crossplane's packagePullPolicy: use the cache by digest, always "
-                   "fetch, or never touch the network for the package.")
+                   "fetch, or never touch the network for the package (default: IfNotPresent; "
+                   "Always with --as-crossplane, as a fresh Crossplane has nothing cached).")
     add_runtime_options(p, "direct: crossfetch talks to the registry. cri: the node's container "
                         "runtime pulls (the kubelet path, with the node's hosts.toml and our "
                         "credentials as CRI AuthConfig) and crossfetch reads its content store.")
 
 
+def add_crossplane_options(p: argparse.ArgumentParser, *, emulate: bool = False) -> None:
+    """``--crossplane-version`` (and, with ``emulate``, ``--as-crossplane``)."""
+    from ..crossplane.profile import DEFAULT_VERSION, SUPPORTED
+
+    g = p.add_argument_group("Crossplane")
+    g.add_argument("--crossplane-version", metavar="vX.Y.Z", default=DEFAULT_VERSION,
+                   help="The Crossplane release to answer for (what it has, how it fetches; "
+                   f"fixes name only what it has): {', '.join(SUPPORTED)}, any patch release of "
+                   "those minors, or a minor such as v2.3.")
+    if emulate:
+        g.add_argument("--as-crossplane", action="store_true",
+                       help="Fetch exactly as that Crossplane release would: HTTPS with the "
+                       "system roots plus --ca-bundle, plain HTTP only where its "
+                       "go-containerregistry allows it, ImageConfig rewriteImage/pullSecretRef "
+                       "where it has them, credentials only from pull secrets; no tls block, "
+                       "client certificates or node files.")
+
+
+def crossplane_profile(params: dict[str, Any]) -> Profile | None:
+    """The profile ``--as-crossplane`` emulates (``None`` without the flag); checks the
+    version even without it, so a typo fails before any request."""
+    from ..crossplane.profile import get
+
+    version = params.get("crossplane_version")
+    prof = get(version) if version is not None else None
+    return prof if params.get("as_crossplane") else None
+
+
+def default_registry(params: dict[str, Any]) -> str | None:
+    """``--default-registry``, or under ``--as-crossplane`` what that release uses."""
+    prof = crossplane_profile(params)
+    if prof is None:
+        return params.get("default_registry")
+    from ..crossplane.emulate import default_registry as crossplane_default
+
+    return crossplane_default(prof, params.get("default_registry"))
+
+
 def build_policy(params: dict[str, Any]) -> Policy:
+    prof = crossplane_profile(params)
+    if prof is not None:
+        return _crossplane_policy(params, prof)
+    return _build_policy(params)
+
+
+def _crossplane_policy(params: dict[str, Any], prof: Profile) -> Policy:
+    from ..crossplane.emulate import emulation_policy
+    from ..errors import UsageError
+    from ..policy.resolver import Policy
+
+    if params.get("username") or params.get("password_stdin"):
+        raise UsageError("--as-crossplane takes credentials only from pull secrets, as "
+                         "Crossplane does: --username/--password-stdin have no Crossplane "
+                         "equivalent",
+                         fix="put the credentials in a kubernetes.io/dockerconfigjson Secret "
+                         "and pass it with --pull-secret (the package's packagePullSecrets) or "
+                         "name it in an ImageConfig pullSecretRef")
+    policy = Policy.load(params.get("config_files") or (), ca_bundle=params.get("ca_bundle"),
+                         env={},
+                         allow_plain_http_credentials=bool(
+                             params.get("allow_plain_http_credentials")))
+    return emulation_policy(policy, prof, pull_secret_files=params.get("pull_secrets") or ())
+
+
+def _build_policy(params: dict[str, Any]) -> Policy:
     from ..errors import UsageError
     from ..policy.node import load_node_policy
     from ..policy.resolver import Policy
@@ -209,13 +275,19 @@ def build_policy(params: dict[str, Any]) -> Policy:
 def build_client(params: dict[str, Any], *, progress: bool = True) -> Client:
     from ..client import Client
 
+    emulating = crossplane_profile(params) is not None
+    if emulating and (params.get("via") or "direct") != "direct":
+        from ..errors import UsageError
+
+        raise UsageError("--as-crossplane emulates Crossplane's own fetch; --via cri is the "
+                         "node's (kubelet's) path", fix="use one or the other")
     return Client(
         build_policy(params),
         cache=params.get("cache_dir"),
         no_cache=bool(params.get("no_cache")),
-        pull_policy=params.get("pull_policy") or "IfNotPresent",
+        pull_policy=params.get("pull_policy") or ("Always" if emulating else "IfNotPresent"),
         platform=params.get("platform"),
-        default_registry=params.get("default_registry"),
+        default_registry=default_registry(params),
         timeout=params.get("timeout"),
         retries=params.get("retries", 3),
         progress=make_progress() if progress else None,

@@ -8,8 +8,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import CrossfetchError
 from .common import (
     REF_HELP,
+    add_crossplane_options,
     add_fetch_options,
     add_output_option,
     add_policy_options,
@@ -46,16 +48,47 @@ def _summary(d: dict[str, Any], *, err: bool = False, wrote: str | None = None) 
     if base:
         line("base layer", f"{base.get('digest', '')[:19]}… via {base.get('how')}")
     line("from", src)
+    cp = d.get("asCrossplane")
+    if isinstance(cp, dict):
+        how = "over HTTPS"
+        if cp.get("triedHttpsFirst"):
+            how = (f"over plain HTTP after trying HTTPS: {cp.get('plainHttpRule')} is in "
+                   f"go-containerregistry {cp.get('ggcr')}'s plain-HTTP rule")
+        line("as", f"Crossplane {cp.get('version')} would pull it ({how})")
+        for note in cp.get("ignored") or []:
+            line("", note)
     if wrote:
         line("wrote", f"{wrote} ({d.get('size')} bytes)")
+
+
+def _pull(params: dict[str, Any], ref: str, out: str | None, *, progress: bool) -> Any:
+    """``Client.pull``; under ``--as-crossplane`` failures are restated as that release's and
+    the result says how it got there."""
+    with build_client(params, progress=progress) as client:
+        prof = client.policy.crossplane
+        try:
+            result = client.pull(ref, out)
+        except CrossfetchError as e:
+            if prof is None:
+                raise
+            from ..crossplane.emulate import in_crossplane_terms
+
+            raise in_crossplane_terms(e, prof) from None
+        if prof is not None:
+            from ..crossplane.emulate import pull_summary
+            from ..policy.model import Endpoint
+
+            effective = client.transport.effective_url(Endpoint(result.endpoint)) \
+                if result.endpoint else None
+            result.extra["asCrossplane"] = pull_summary(prof, client.decide(ref), effective)
+    return result
 
 
 @handle_errors
 def run_pull(ns: argparse.Namespace) -> None:
     params = vars(ns)
     out, fmt = ns.out, ns.output_format
-    with build_client(params, progress=fmt != "json") as client:
-        result = client.pull(ns.ref, out)
+    result = _pull(params, ns.ref, out, progress=fmt != "json")
     d = result.to_dict()
     if fmt == "json":
         if out == "-":  # stdout carries package.yaml: the JSON goes to stderr
@@ -77,6 +110,8 @@ Examples:
   crossfetch pull 10.0.0.5:5000/fns/function-bar:v1 --config local.yaml -O json
   crossfetch pull reg.local/fns/f@sha256:<digest> --pull-policy Never   # offline, from cache
   crossfetch pull reg.local/fns/f:v1 --no-cache -O json   # a Job with readOnlyRootFilesystem
+  crossfetch pull 10.0.0.5:5000/fns/f:v1 --as-crossplane --crossplane-version v2.3   # CI:
+      # would Crossplane v2.3.4 pull this? (exit 0 yes, 1 no, with its reason and fix)
 """, epilog=REF_HELP)
     p.add_argument("ref", metavar="REF")
     p.add_argument("-o", "--out", metavar="FILE",
@@ -84,6 +119,7 @@ Examples:
                    "does: a regular file is replaced atomically; a device (/dev/null), FIFO or "
                    "a symlink's target is written in place. Checked before any download.")
     add_output_option(p)
+    add_crossplane_options(p, emulate=True)
     add_fetch_options(p)
     add_policy_options(p)
     p.set_defaults(func=run_pull)
@@ -93,8 +129,7 @@ Examples:
 @handle_errors
 def run_inspect(ns: argparse.Namespace) -> None:
     params = vars(ns)
-    with build_client(params, progress=ns.output_format != "json") as client:
-        result = client.pull(ns.ref)
+    result = _pull(params, ns.ref, None, progress=ns.output_format != "json")
     d = result.to_dict()
     if ns.validate:
         from ..xpkg import parse_package_stream
@@ -125,6 +160,7 @@ Examples:
     p.add_argument("--validate", action="store_true",
                    help="Parse every object of package.yaml, not just the meta object (slower).")
     add_output_option(p)
+    add_crossplane_options(p, emulate=True)
     add_fetch_options(p)
     add_policy_options(p)
     p.set_defaults(func=run_inspect)

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 from .common import (
     HelpFormatter,
+    add_crossplane_options,
     add_output_option,
     add_policy_options,
     build_policy,
+    default_registry,
     echo,
     emit_json,
     handle_errors,
@@ -25,7 +27,7 @@ def run_explain(ns: argparse.Namespace) -> None:
 
     params = vars(ns)
     decision = build_policy(params).decide(
-        Reference.parse(ns.ref, default_registry=params.get("default_registry")))
+        Reference.parse(ns.ref, default_registry=default_registry(params)), ns.ref)
     data = explain_decision(decision)
     if ns.output_format == "json":
         emit_json({"ok": True, **data})
@@ -65,9 +67,12 @@ that decided each of them. Nothing is sent to any registry.
 Examples:
   crossfetch policy explain reg.local:5000/fns/f:v1 --hosts-dir /etc/containerd/certs.d
   crossfetch policy explain docker.io/org/p:v1 --registries-conf r.conf -O json
+  crossfetch policy explain 10.0.0.5:5000/fns/f:v1 --config ic.yaml --as-crossplane \
+      --crossplane-version v1.20   # what Crossplane v1.20.11 would do, and what it ignores
 """, epilog="REF is host[:port]/path[:tag][@sha256:...].")
     e.add_argument("ref", metavar="REF")
     add_output_option(e)
+    add_crossplane_options(e, emulate=True)
     add_policy_options(e)
     e.set_defaults(func=run_explain)
     x = sub.add_parser("export", formatter_class=HelpFormatter, prog=f"{prog} export",

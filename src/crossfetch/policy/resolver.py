@@ -4,6 +4,14 @@ Precedence, highest first: command-line flags, ImageConfig objects, node files, 
 Each setting of an ImageConfig (rewrite, tls, authentication) is matched on its own, longest
 prefix first, exactly as Crossplane matches them; rewrite is applied first and the other
 settings are matched against the *rewritten* reference, since that is the registry we talk to.
+Prefixes are matched against the reference *as written*: Crossplane never expands a default
+registry before matching (crossplane internal/xpkg/config.go ImageConfigStore.bestMatch on
+``pkg.GetSource()``, v1.18.0 .. v2.2.x; crossplane-runtime pkg/xpkg/client.go from v2.3.0).
+
+With :attr:`Policy.crossplane` set, :meth:`Policy.decide` answers as that Crossplane release
+would (``pull --as-crossplane``): HTTPS to the (rewritten) registry, plain HTTP only where
+go-containerregistry's host rule allows it, the system roots plus ``--ca-bundle`` only, the
+ImageConfig settings the release has, and nothing from node files or the ``tls`` block.
 """
 
 from __future__ import annotations
@@ -12,9 +20,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PolicyRefused
 from ..reference import Reference
 from .model import (
     AuthPolicy,
@@ -27,6 +35,9 @@ from .model import (
     TLSMode,
 )
 from .objects import ImageConfig, ObjectSet, best_match
+
+if TYPE_CHECKING:
+    from ..crossplane.profile import Profile
 
 CA_BUNDLE_ENV = "CA_BUNDLE_PATH"
 
@@ -69,6 +80,8 @@ class Policy:
     allow_plain_http_credentials: bool = False
     """``--allow-plain-http-credentials``: the flag form of the opt-in."""
     client_cert_loader: ClientCertLoader | None = None
+    crossplane: Profile | None = None
+    """Decide as this Crossplane release would (see the module docstring)."""
 
     @classmethod
     def load(
@@ -96,36 +109,45 @@ class Policy:
 
     # --- decisions ---
 
-    def rewrite(self, ref: Reference) -> tuple[Reference, Source | None]:
-        """Apply the best-matching ``rewriteImage``."""
-        hit = best_match(self.objects.image_configs, str(ref), "rewrite_prefix")
+    def rewrite(self, ref: Reference, written: str | None = None
+                ) -> tuple[Reference, Source | None]:
+        """Apply the best-matching ``rewriteImage`` (matched against ``written``, the
+        reference as the user wrote it, when given)."""
+        resolved, source, _ = self._rewrite(ref, written or str(ref))
+        return resolved, source
+
+    def _rewrite(self, ref: Reference, text: str) -> tuple[Reference, Source | None, str]:
+        """:meth:`rewrite` plus the text the other settings are matched against: the
+        rewritten string, or ``text`` itself when nothing rewrites it."""
+        hit = best_match(self.objects.image_configs, text, "rewrite_prefix")
         if not hit:
-            return ref, None
+            return ref, None, text
         ic, prefix = hit
         assert ic.rewrite_prefix is not None
-        rewritten = ic.rewrite_prefix + str(ref)[len(prefix):]
+        rewritten = ic.rewrite_prefix + text[len(prefix):]
         try:
             new = Reference.parse(rewritten)
         except ConfigError:
             raise
         except Exception as e:
             raise ConfigError(
-                f"ImageConfig {ic.name} rewrites {ref} to {rewritten!r}, which is not a valid "
+                f"ImageConfig {ic.name} rewrites {text} to {rewritten!r}, which is not a valid "
                 f"reference: {e}", fix="fix spec.rewriteImage.prefix") from None
-        return new, ic.source
+        return new, ic.source, rewritten
 
     def tls_for(self, resolved: Reference) -> TLSConfig | None:
         """TLS settings an ImageConfig gives the resolved reference (``None``: none matches)."""
-        hit = self._tls_settings(resolved)
+        hit = self._tls_settings(resolved, str(resolved))
         return hit[0] if hit else None
 
-    def _tls_settings(self, resolved: Reference) -> tuple[TLSConfig, frozenset[str]] | None:
+    def _tls_settings(self, resolved: Reference, text: str
+                      ) -> tuple[TLSConfig, frozenset[str]] | None:
         """:meth:`tls_for` plus which settings (``mode``, ``ca``, ``client``) an ImageConfig
         actually set, so node settings it does not mention survive."""
         configs = self.objects.image_configs
-        mode_hit = best_match(configs, str(resolved), "tls_mode")
-        ca_hit = best_match(configs, str(resolved), "ca_ref")
-        cert_hit = best_match(configs, str(resolved), "client_cert_secret")
+        mode_hit = best_match(configs, text, "tls_mode")
+        ca_hit = best_match(configs, text, "ca_ref")
+        cert_hit = best_match(configs, text, "client_cert_secret")
         if not (mode_hit or ca_hit or cert_hit):
             return None
         mode = mode_hit[0].tls_mode if mode_hit else TLSMode.STRICT
@@ -165,27 +187,37 @@ class Policy:
         return TLSConfig(mode=mode, ca_pem=ca_pem, client=client,
                          source=decided_by[0].source), fields
 
-    def auth_for(self, resolved: Reference) -> AuthPolicy:
+    def auth_for(self, resolved: Reference, text: str | None = None) -> AuthPolicy:
         """Credentials come from the ImageConfig whose ``pullSecretRef`` matches the
         *rewritten* reference (as in Crossplane), then the keychain's other sources."""
         configs = self.objects.image_configs
-        secret_hit = best_match(configs, str(resolved), "pull_secret")
+        text = text or str(resolved)
+        secret_hit = best_match(configs, text, "pull_secret")
+        if self.crossplane is not None and not self.crossplane.pull_secret_ref:
+            secret_hit = None
         keychain = self.keychains(resolved, secret_hit[0] if secret_hit else None) \
             if self.keychains else None
-        hit = best_match(configs, str(resolved), "allow_plain_http_credentials")
+        hit = best_match(configs, text, "allow_plain_http_credentials")
         if self.allow_plain_http_credentials:
             return AuthPolicy(keychain, True, Source("flag", "--allow-plain-http-credentials"))
         if hit and hit[0].allow_plain_http_credentials:
             return AuthPolicy(keychain, True, hit[0].source)
         return AuthPolicy(keychain, False)
 
-    def decide(self, ref: Reference, *, rewrite: bool = True) -> Decision:
-        """The effective policy for ``ref``; ``rewrite=False`` skips ``rewriteImage`` (a push
-        goes where the user said, never where pulls are rewritten to)."""
-        resolved, rewrite_source = self.rewrite(ref) if rewrite else (ref, None)
+    def decide(self, ref: Reference, written: str | None = None, *,
+               rewrite: bool = True) -> Decision:
+        """The effective policy for ``ref``. ImageConfig prefixes are matched against
+        ``written`` (the reference as the user wrote it) when given, else ``str(ref)``;
+        ``rewrite=False`` skips ``rewriteImage`` (a push goes where the user said, never where
+        pulls are rewritten to)."""
+        text = (written or "").strip() or str(ref)
+        if self.crossplane is not None:
+            return self._decide_as_crossplane(ref, text, self.crossplane)
+        resolved, rewrite_source, resolved_text = self._rewrite(ref, text) if rewrite \
+            else (ref, None, text)
         blocked = self.node.blocked(resolved) if self.node else None
         node_eps = self.node.endpoints(resolved) if self.node else []
-        ic_tls = self._tls_settings(resolved)
+        ic_tls = self._tls_settings(resolved, resolved_text)
         endpoints: list[Endpoint] = []
         upstream: Endpoint | None = None
         notes: list[str] = []
@@ -207,8 +239,51 @@ class Policy:
             endpoints = [replace(e, tls=replace(e.tls, ca_files=e.tls.ca_files + self.ca_bundles))
                          for e in endpoints]
         return Decision(reference=ref, resolved=resolved, endpoints=tuple(endpoints),
-                        auth=self.auth_for(resolved), rewrite_source=rewrite_source,
-                        blocked=blocked, notes=tuple(notes))
+                        auth=self.auth_for(resolved, resolved_text),
+                        rewrite_source=rewrite_source, blocked=blocked, notes=tuple(notes))
+
+    def _decide_as_crossplane(self, ref: Reference, text: str, prof: Profile) -> Decision:
+        """What Crossplane ``prof`` does: rewrite (where it exists), then HTTPS to the
+        registry with the system roots plus ``--ca-bundle``, and plain HTTP only where
+        go-containerregistry's ``Scheme()`` allows it. Node files, the ``tls`` block and client
+        certificates do not exist for Crossplane; what was ignored is noted."""
+        from ..crossplane.profile import admits_package_name, plain_http_rule
+
+        if not admits_package_name(prof, text):
+            raise PolicyRefused(
+                f"Crossplane {prof.version} refuses the package name {text!r}: spec.package must "
+                "be fully qualified (a registry host with a dot, a repository, and a tag or "
+                "digest; CEL rule on Provider/Configuration/Function since v2.0.0)",
+                cause="not-fully-qualified",
+                fix="name the registry by a host with a dot or an IP address, e.g. "
+                "127.0.0.1:5000/… instead of localhost:5000/…, and give a tag or digest")
+        configs = self.objects.image_configs
+        notes: list[str] = []
+        if prof.rewrite_image:
+            resolved, rewrite_source, resolved_text = self._rewrite(ref, text)
+        else:
+            resolved, rewrite_source, resolved_text = ref, None, text
+            hit = best_match(configs, text, "rewrite_prefix")
+            if hit:
+                notes.append(f"{hit[0].source}: rewriteImage ignored: Crossplane {prof.version} "
+                             "has no rewriteImage (added in v1.20.0)")
+        for attr, what in (("tls_mode", "tls.mode"), ("ca_ref", "tls.caBundleConfigMapRef"),
+                           ("client_cert_secret", "tls.clientCertSecretRef")):
+            hit = best_match(configs, resolved_text, attr)
+            if hit:
+                notes.append(f"{hit[0].source}: {what} ignored: no Crossplane release has an "
+                             "ImageConfig tls block (it is crossfetch's extension)")
+        rule = plain_http_rule(prof, resolved.registry)
+        how = f"HTTPS, then plain HTTP ({resolved.registry} is {rule})" if rule else "HTTPS only"
+        source = Source("crossplane", f"{prof.version} (go-containerregistry "
+                        f"{prof.ggcr_version}: {how})")
+        tls = TLSConfig(mode=TLSMode.STRICT, ca_files=self.ca_bundles,
+                        allow_http_fallback=rule is not None, source=source)
+        upstream = Endpoint(url=f"https://{resolved.api_registry}", role="upstream", tls=tls,
+                            source=source)
+        return Decision(reference=ref, resolved=resolved, endpoints=(upstream,),
+                        auth=self.auth_for(resolved, resolved_text),
+                        rewrite_source=rewrite_source, notes=tuple(notes))
 
 
 def _override_tls(upstream: Endpoint, ic: TLSConfig, fields: frozenset[str]

@@ -1,0 +1,162 @@
+"""``pull --as-crossplane``: fetch exactly as a given Crossplane release would.
+
+Not a second pipeline: :func:`emulation_policy` turns a :class:`~crossfetch.policy.resolver.Policy`
+into Crossplane's decision mode (``Policy.crossplane``), and the ordinary
+:class:`~crossfetch.client.Client` pulls with it. What that mode keeps, per release:
+
+- the reference as written is checked against v2's fully-qualified-name rule, and ImageConfig
+  prefixes are matched against it (no default registry is added for matching);
+- ``rewriteImage`` (v1.20+) and ``pullSecretRef`` (v1.18+), matched longest prefix first;
+- HTTPS with the system roots plus ``--ca-bundle`` / ``CA_BUNDLE_PATH`` (Crossplane's
+  ``--ca-bundle-path``), TLS 1.2 or newer (crossplane-runtime pkg/xpkg/fetch.go WithCustomCA);
+- plain HTTP only for the hosts go-containerregistry's ``Scheme()`` lets it try (HTTPS first);
+- credentials only from the matched pull secret and ``--pull-secret`` files (a package's
+  ``spec.packagePullSecrets``): never Docker's config.json or ``--username``.
+
+What it drops: node files (hosts.toml, certs.d, registries.conf, daemon.json), the ImageConfig
+``tls`` block (no Crossplane release has it) and client certificates. Known difference: for a
+registry named without a port, go-containerregistry tries ``http://host`` (port 80) after
+``https://host`` (port 443) fails; crossfetch falls back only where port 443 itself answers in
+plain HTTP. Credentials are still never sent over plain HTTP without
+``--allow-plain-http-credentials`` (Crossplane would send them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, CrossfetchError
+from ..policy.credentials import SourceKeychain
+from ..policy.dockerconfig import AuthsSource, load_pull_secret_file, secret_source
+
+if TYPE_CHECKING:
+    from ..policy.model import Decision, Keychain
+    from ..policy.objects import ImageConfig, ObjectSet
+    from ..policy.resolver import Policy
+    from ..reference import Reference
+    from .profile import Profile
+
+
+class CrossplaneKeychains:
+    """Credentials as Crossplane's k8schain sees them: the ImageConfig ``pullSecretRef`` that
+    matched the rewritten reference, then the package's pull secrets (``--pull-secret``)."""
+
+    def __init__(self, objects: ObjectSet, pull_secret_files: Sequence[str] = ()) -> None:
+        self.objects = objects
+        self.files = [load_pull_secret_file(f) for f in pull_secret_files]
+        self._secrets: dict[str, AuthsSource] = {}
+
+    def __call__(self, resolved: Reference, pull_secret: ImageConfig | None) -> Keychain | None:
+        sources: list[AuthsSource] = []
+        if pull_secret is not None and pull_secret.pull_secret:
+            sources.append(self._secret(pull_secret))
+        sources += self.files
+        return SourceKeychain(resolved.repository, tuple(sources)) if sources else None
+
+    def _secret(self, ic: ImageConfig) -> AuthsSource:
+        name = ic.pull_secret
+        assert name is not None
+        if name not in self._secrets:
+            secret = self.objects.secrets.get(name)
+            if secret is None:
+                raise ConfigError(
+                    f"ImageConfig {ic.name} names pullSecretRef {name!r}, which is in none of "
+                    "the --config files", fix="add the Secret to a --config file")
+            self._secrets[name] = secret_source(secret, f"pullSecretRef of ImageConfig {ic.name}")
+        return self._secrets[name]
+
+
+def emulation_policy(policy: Policy, profile: Profile, *,
+                     pull_secret_files: Sequence[str] = ()) -> Policy:
+    """``policy`` in Crossplane ``profile``'s decision mode (same ImageConfigs and CA bundle,
+    no node files, no client certificates, Crossplane's credential sources)."""
+    return replace(policy, crossplane=profile, node=None, client_cert_loader=None,
+                   keychains=CrossplaneKeychains(policy.objects, pull_secret_files))
+
+
+def default_registry(profile: Profile, given: str | None) -> str | None:
+    """The default registry a short name gets: ``--default-registry`` (Crossplane's
+    ``--registry``, v1 only) or the release's own default; none in v2."""
+    if profile.default_registry is None:
+        return None
+    return given or profile.default_registry
+
+
+def in_crossplane_terms(err: CrossfetchError, profile: Profile,
+                        decision: Decision | None = None) -> CrossfetchError:
+    """``err`` restated as Crossplane ``profile``'s failure, with a fix that release can use."""
+    from urllib.parse import urlsplit
+
+    from .profile import plain_http_allowed, plain_http_summary
+
+    registry = decision.resolved.registry if decision else (
+        (urlsplit(err.url).netloc if err.url else "") or err.host or "")
+    message = f"Crossplane {profile.version} would not pull"
+    if decision is not None:
+        message += f" {decision.reference}"
+    message += f": {err.message}"
+    if err.cause == "plain-http":
+        message += f". {plain_http_summary(profile)}"
+    fix = crossplane_fix(err, profile, registry,
+                         speaks_http=plain_http_allowed(profile, registry) if registry else None)
+    out = type(err).__new__(type(err))
+    out.__dict__.update(err.__dict__)
+    Exception.__init__(out, message)
+    out.message = message
+    out.fix = fix if fix is not None else err.fix
+    out.detail = {**err.detail, "crossplane": profile.version}
+    return out
+
+
+def crossplane_fix(err: CrossfetchError, profile: Profile, registry: str, *,
+                   speaks_http: bool | None = None) -> str | None:
+    """The fix for ``err`` written for ``profile``: only options that release has."""
+    name = "".join(c if c.isalnum() else "-" for c in registry.lower()).strip("-") or "registry"
+    cp = f"Crossplane {profile.version}"
+    port = registry.rpartition(":")[2] if ":" in registry.strip("[]") else "<port>"
+    if err.cause == "plain-http":
+        if profile.rewrite_image:
+            route = (f"#    an ImageConfig rewriteImage (v1.20+) keeps the package name:\n"
+                     f"apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata:\n"
+                     f"  name: {name}-rewrite\nspec:\n  matchImages:\n  - type: Prefix\n"
+                     f"    prefix: {registry}/\n  rewriteImage:\n"
+                     f"    prefix: <registry-service-cluster-ip>:{port}/\n")
+        else:
+            route = (f"#    {cp} has no rewriteImage: write spec.package as "
+                     f"<registry-service-cluster-ip>:{port}/<repository>:<tag>\n")
+        return (f"# {cp} speaks plain HTTP only to the hosts in go-containerregistry's rule.\n"
+                "# a) serve the registry over TLS and give Crossplane its CA "
+                "(Helm registryCaBundleConfig), or\n"
+                "# b) reach it by an address in the rule, e.g. its Service's ClusterIP "
+                "(RFC 1918; kubectl get svc -n <namespace> <registry-service>):\n" + route)
+    if err.cause == "untrusted-certificate":
+        return (f"# {cp} trusts the system roots plus one CA bundle (--ca-bundle-path, set by "
+                "the Helm value registryCaBundleConfig); save the registry's CA and add it:\n"
+                f"crossfetch trust {registry} -o ca.crt\n"
+                f"kubectl -n crossplane-system create configmap {name}-ca "
+                "--from-file=ca.crt=ca.crt\n"
+                "helm upgrade crossplane crossplane-stable/crossplane -n crossplane-system "
+                f"--reuse-values --set registryCaBundleConfig.name={name}-ca "
+                "--set registryCaBundleConfig.key=ca.crt\n")
+    if err.cause == "unauthorized":
+        return (f"kubectl -n crossplane-system create secret docker-registry {name}-pull "
+                f"--docker-server={registry} --docker-username=<user> "
+                "--docker-password=<token>\n"
+                f"# then name it in an ImageConfig (pullSecretRef, {cp}) matching {registry}/, "
+                "or in the package's spec.packagePullSecrets\n")
+    return None
+
+
+def pull_summary(profile: Profile, decision: Decision, effective_url: str | None
+                 ) -> dict[str, Any]:
+    """What ``pull --as-crossplane`` adds to its result: the release, the scheme it ended up
+    on (and why it may use plain HTTP), and what of the policy that release ignores."""
+    from .profile import plain_http_rule
+
+    rule = plain_http_rule(profile, decision.resolved.registry)
+    scheme = effective_url.split("://", 1)[0] if effective_url else None
+    return {"version": profile.version, "ggcr": profile.ggcr_version, "scheme": scheme,
+            "triedHttpsFirst": scheme == "http", "plainHttpRule": rule,
+            "ignored": list(decision.notes)}

@@ -1,0 +1,140 @@
+"""``pull --as-crossplane`` and doctor's Crossplane verdict against real registries.
+
+The session's plain-HTTP ``docker-registry`` (bound on 127.0.0.1) is reached as ``localhost``
+and ``127.0.0.1`` (go-containerregistry tries HTTPS, then HTTP, for both); a second instance on
+the same storage, bound on 127.0.0.2 (loopback only, never 0.0.0.0), serves the same packages
+as ``127.0.0.2`` (not in the rule: HTTPS only). Crossplane v2 refuses ``localhost:PORT/...``
+outright (the CEL rule on ``spec.package`` wants a dot in the registry host), so the
+``localhost`` case runs with the v1.20 profile and v2 is checked to refuse it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import PushedPackage
+from tests.support.certs import PKI
+from tests.support.cli import CliResult, invoke
+from tests.support.registry import Registry
+
+FN = "function_with_runtime"
+
+
+@pytest.fixture(scope="module")
+def second_loopback_registry(testbed_dir: Path, registry_storage: Path,
+                             packages: dict[str, PushedPackage]) -> Iterator[Registry]:
+    """Plain HTTP on 127.0.0.2, serving the session's packages."""
+    with Registry(testbed_dir, host="127.0.0.2", storage=registry_storage) as reg:
+        yield reg
+
+
+def pull(ref: str, *args: str) -> tuple[CliResult, dict[str, Any]]:
+    result = invoke(["pull", ref, "--no-node-config", "--retries", "0", "--timeout", "5",
+                     "-O", "json", *args])
+    assert result.stdout, result.output
+    return result, json.loads(result.stdout)
+
+
+def as_crossplane(ref: str, version: str, *args: str) -> tuple[CliResult, dict[str, Any]]:
+    return pull(ref, "--as-crossplane", "--crossplane-version", version, *args)
+
+
+def ref_at(host: str, reg: Registry, pkg: PushedPackage) -> str:
+    return f"{host}:{reg.port}/{pkg.ref}"
+
+
+def test_localhost_plain_http_v1_20_tries_https_then_pulls_over_http(
+        http_registry: Registry, packages: dict[str, PushedPackage]) -> None:
+    result, out = as_crossplane(ref_at("localhost", http_registry, packages[FN]), "v1.20")
+    assert result.exit_code == 0, out
+    assert out["digest"] == packages[FN].built.manifest_digest
+    cp = out["asCrossplane"]
+    assert cp["version"] == "v1.20.11"
+    assert cp["scheme"] == "http" and cp["triedHttpsFirst"] is True
+    assert cp["plainHttpRule"] == "localhost:PORT"
+    assert out["endpoint"].startswith("https://localhost:")  # HTTPS was the first try
+
+
+def test_localhost_is_refused_by_crossplane_v2(
+        http_registry: Registry, packages: dict[str, PushedPackage]) -> None:
+    result, out = as_crossplane(ref_at("localhost", http_registry, packages[FN]), "v2.3")
+    assert result.exit_code == 1
+    assert out["ok"] is False and out["cause"] == "not-fully-qualified"
+    assert "v2.3.4" in out["message"]
+
+
+def test_127_0_0_1_plain_http_v2_pulls_over_http(
+        http_registry: Registry, packages: dict[str, PushedPackage]) -> None:
+    result, out = as_crossplane(ref_at("127.0.0.1", http_registry, packages[FN]), "v2.3.4")
+    assert result.exit_code == 0, out
+    assert out["asCrossplane"]["scheme"] == "http"
+    assert out["asCrossplane"]["plainHttpRule"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("version", ["v1.18", "v2.0", "v2.3"])
+def test_127_0_0_2_plain_http_is_refused(second_loopback_registry: Registry,
+                                         packages: dict[str, PushedPackage],
+                                         version: str) -> None:
+    result, out = as_crossplane(ref_at("127.0.0.2", second_loopback_registry, packages[FN]),
+                                version)
+    assert result.exit_code == 1
+    assert out["cause"] == "plain-http"
+    # The message names go-containerregistry's rule for that release.
+    assert "plain HTTP only for localhost:PORT" in out["message"]
+    assert "RFC 1918" in out["message"]
+    # crossfetch itself pulls it once policy allows plain HTTP for that host.
+
+
+def test_self_signed_registry_needs_the_ca_bundle(
+        untrusted_registry: Registry, packages: dict[str, PushedPackage], pki: PKI) -> None:
+    ref = f"{untrusted_registry.host}/{packages[FN].ref}"
+    result, out = as_crossplane(ref, "v2.3")
+    assert result.exit_code == 1
+    assert out["cause"] == "untrusted-certificate"
+    assert "Crossplane v2.3.4 would not pull" in out["message"]
+    result, out = as_crossplane(ref, "v2.3", "--ca-bundle", str(pki.other_ca_cert))
+    assert result.exit_code == 0, out
+    assert out["asCrossplane"]["scheme"] == "https"
+
+
+def _tls_block_config(tmp_path: Path, registry: str, ca: Path) -> str:
+    pem = "\n".join("    " + line for line in ca.read_text().strip().splitlines())
+    path = tmp_path / "tls.yaml"
+    path.write_text(
+        "apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata:\n  name: tls\n"
+        f"spec:\n  matchImages:\n  - prefix: {registry}/\n  registry:\n    tls:\n"
+        "      mode: Strict\n      caBundleConfigMapRef:\n        name: ca\n        key: ca.crt\n"
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ca\ndata:\n"
+        f"  ca.crt: |\n{pem}\n")
+    return str(path)
+
+
+def test_tls_block_changes_crossfetch_never_crossplane(
+        tmp_path: Path, untrusted_registry: Registry, packages: dict[str, PushedPackage],
+        pki: PKI) -> None:
+    ref = f"{untrusted_registry.host}/{packages[FN].ref}"
+    config = _tls_block_config(tmp_path, untrusted_registry.host, pki.other_ca_cert)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    result, out = pull(ref, *cache)
+    assert result.exit_code == 1 and out["cause"] == "untrusted-certificate"
+    result, out = pull(ref, "--config", config, *cache)
+    assert result.exit_code == 0, out
+    for version in ("v1.18", "v2.3"):
+        result, out = as_crossplane(ref, version, "--config", config, *cache)
+        assert result.exit_code == 1, out
+        assert out["cause"] == "untrusted-certificate"
+
+
+def test_explain_as_crossplane_names_what_it_ignores(tmp_path: Path, pki: PKI) -> None:
+    config = _tls_block_config(tmp_path, "reg.example.com", pki.other_ca_cert)
+    result = invoke(["policy", "explain", "reg.example.com/fns/f:v1", "--config", config,
+                     "--as-crossplane", "--crossplane-version", "v2.2", "-O", "json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert any("tls.mode ignored" in n for n in out["notes"])
+    assert any("tls.caBundleConfigMapRef ignored" in n for n in out["notes"])
