@@ -24,17 +24,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from .errors import ConfigError, TLSError, TransportError, UsageError
-from .fixes import (
-    CA_KEY,
-    CROSSPLANE_NAMESPACE,
-    configmap_yaml,
-    containerd_hosts_dir,
-    helm_ca_command,
-    helm_ca_values,
-    hosts_toml,
-    imageconfig_yaml,
-    object_name,
-)
+from .fixes import configmap, helm, hoststoml
+from .fixes.fix import CROSSFETCH_ONLY
+from .fixes.imageconfig import TLS, imageconfig_yaml
+from .fixes.names import CA_KEY, CROSSPLANE_NAMESPACE, containerd_hosts_dir, object_name
 
 DEFAULT_TIMEOUT = 5.0
 EMIT_KINDS = ("pem", "configmap", "helm-values", "imageconfig", "hosts-toml", "certs-d")
@@ -347,22 +340,24 @@ def emit_text(kind: str, anchor: CertInfo, names: TrustNames) -> str:
     if kind == "pem":
         return anchor.pem
     if kind == "configmap":
-        return configmap_yaml(names.cm, anchor.pem, key=names.key, namespace=names.namespace)
+        return configmap.ca_configmap_yaml(names.cm, anchor.pem, key=names.key,
+                                           namespace=names.namespace)
     if kind == "helm-values":
-        helm = helm_ca_command(names.cm, key=names.key, namespace=names.namespace)
+        upgrade = helm.ca_upgrade_command(names.cm, key=names.key, namespace=names.namespace)
         return (f"# Crossplane Helm values: the package manager trusts this CA for every "
-                f"registry.\n# {helm}"
+                f"registry.\n# {upgrade}"
                 f"\n# (the ConfigMap {names.cm} must exist: crossfetch trust {reg} --emit "
-                f"configmap)\n" + helm_ca_values(names.cm, key=names.key))
+                f"configmap)\n" + helm.ca_values(names.cm, key=names.key))
     if kind == "imageconfig":
-        return imageconfig_yaml(reg, mode="Strict", ca_configmap=(names.cm, names.key),
-                                name=object_name(reg, "tls"))
+        return (f"# {CROSSFETCH_ONLY}.\n# For Crossplane use --emit configmap --emit "
+                f"helm-values (registryCaBundleConfig).\n"
+                + imageconfig_yaml(f"{reg}/", name=object_name(reg, "tls"),
+                                   tls=TLS(mode="Strict", ca_configmap=(names.cm, names.key))))
     if kind == "hosts-toml":
         return (f"# {ca_dir}/hosts.toml on every node; the CA goes next to it as {CA_KEY}.\n"
                 f"# kind: docker exec NODE mkdir -p {ca_dir} && docker cp {CA_KEY} "
                 f"NODE:{ca_dir}/{CA_KEY}\n#       && docker cp hosts.toml NODE:{ca_dir}/hosts.toml"
-                f"\n# containerd needs config_path = \"/etc/containerd/certs.d\" in its CRI "
-                f"registry config.\n" + hosts_toml(reg, ca_path=f"{ca_dir}/{CA_KEY}"))
+                f"\n# {hoststoml.CONFIG_PATH_NOTE}.\n" + hoststoml.for_registry(reg, ca=True))
     raise UsageError(f"unknown --emit kind {kind!r}", fix=f"use one of {', '.join(EMIT_KINDS)}")
 
 

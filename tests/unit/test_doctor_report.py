@@ -4,6 +4,7 @@ endpoint targets, the reference stage, address classification."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from crossfetch.doctor import Check, Doctor, Report, Status, render_text
 from crossfetch.doctor.api import parse_challenge
@@ -73,8 +74,11 @@ def test_dns_stage_on_ip_literals() -> None:
     ("https://127.0.0.1:5000", "127.0.0.1:5000/"), ("https://[::1]:5000", "[::1]:5000/")])
 def test_loopback_rewrite_keeps_the_known_port(url: str, prefix: str) -> None:
     fix = dns_stage(Target.of(Endpoint(url=url)), 1, in_cluster=True).fix or ""
-    assert f"prefix: {prefix}" in fix
-    assert "svc.cluster.local:5000/" in fix and "<port>" not in fix
+    # The ImageConfig parses (the IPv6 prefix used to be written unquoted: invalid YAML).
+    ic = yaml.safe_load("\n".join(ln for ln in fix.splitlines() if not ln.startswith("#")))
+    assert ic["spec"]["matchImages"][0]["prefix"] == prefix
+    assert ic["spec"]["rewriteImage"]["prefix"].endswith("svc.cluster.local:5000/")
+    assert "<port>" not in fix
 
 
 def test_invalid_reference_stops_the_chain() -> None:

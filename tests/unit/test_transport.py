@@ -15,6 +15,7 @@ import pytest
 import trustme
 
 from crossfetch.errors import PlainHTTPError, PolicyRefused, TLSError, TLSExpectedError
+from crossfetch.fixes import for_error
 from crossfetch.policy.model import Endpoint, TLSConfig, TLSMode
 from crossfetch.transport.http import Transport, _retry_after, unsafe_target
 from crossfetch.transport.wire import BasicAuth, Headers, Request, Response
@@ -108,7 +109,10 @@ def transport() -> Transport:
 def test_strict_never_falls_back_to_plain_http(plain: Server) -> None:
     with transport() as t, pytest.raises(PlainHTTPError) as ei:
         t.send(ep(f"https://{plain.host}"), "GET", "/v2/")
-    assert ei.value.cause == "plain-http" and "mode: Disabled" in (ei.value.fix or "")
+    # The transport states facts (issue 11 §3); the fix is written at the edge from them.
+    assert ei.value.cause == "plain-http" and ei.value.fix is None
+    assert ei.value.host == "127.0.0.1" and ei.value.mode == "Strict"
+    assert "mode: Disabled" in str(for_error(ei.value))
     assert plain.seen == []  # not one plain-HTTP request was made
 
 

@@ -311,7 +311,15 @@ def emit_json(obj: Any) -> None:
 
 
 def fail(err: CrossfetchError, output_format: str) -> NoReturn:
-    """Print an error (text to stderr, or JSON to stdout) and exit with its code."""
+    """Print an error (text to stderr, or JSON to stdout) and exit with its code. An error
+    that carries only facts gets its fix written here, at the edge
+    (:func:`crossfetch.fixes.for_error`)."""
+    if err.fix is None:
+        from ..fixes import for_error
+
+        written = for_error(err)
+        if written is not None:
+            err.fix = written.text().rstrip("\n")
     if output_format == "json":
         emit_json({"ok": False, **err.to_dict()})
     else:

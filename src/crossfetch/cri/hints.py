@@ -7,13 +7,8 @@ import grp
 import ipaddress
 import os
 
+from ..fixes.hoststoml import CONFIG_PATH_NOTE, for_registry
 from ..reference import DOCKER_HUB, Reference
-
-CERTS_D = "/etc/containerd/certs.d"
-CONFIG_PATH_NOTE = (
-    'containerd reads it only when its config sets config_path = "/etc/containerd/certs.d" '
-    'under [plugins."io.containerd.grpc.v1.cri".registry]; restart containerd after editing'
-)
 
 
 def parse_runtime_ref(ref: str) -> Reference:
@@ -38,19 +33,8 @@ def containerd_name(ref: str | Reference) -> str:
 
 def hosts_toml_snippet(registry: str, *, plain_http: bool = False, ca: bool = False) -> str:
     """A ``hosts.toml`` for ``registry`` (``host[:port]``) that a node admin can paste."""
-    scheme = "http" if plain_http else "https"
-    server = "registry-1.docker.io" if registry == DOCKER_HUB else registry
-    directory = f"{CERTS_D}/{registry}"
-    lines = [
-        f"# {directory}/hosts.toml",
-        f'server = "{scheme}://{server}"',
-        "",
-        f'[host."{scheme}://{server}"]',
-        '  capabilities = ["pull", "resolve"]',
-    ]
-    if ca:
-        lines.append(f'  ca = "{directory}/ca.crt"')
-    return "\n".join(lines)
+    server = "registry-1.docker.io" if registry == DOCKER_HUB else None
+    return for_registry(registry, plain_http=plain_http, ca=ca, server=server).rstrip("\n")
 
 
 def pull_refused_fix(registry: str, message: str) -> str:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import CrossfetchError, TransportError, Unauthorized
+from ..fixes import causes
 from ..oci import ACCEPT, Descriptor, resolve_image
 from ..registry import HEAD_FALLBACK, RegistryClient
-from . import fixgen
 from .report import Check, Status
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ class ApiStages:
             return Check("auth", Status.FAIL, "unauthorized",
                          f"{e.message}\nchallenge: {scheme}{realm}; {creds}",
                          (f"# {e.fix}\n" if e.fix else "")
-                         + fixgen.unauthorized_fix(self.registry),
+                         + causes.unauthorized(self.registry).text(),
                          data={"challenge": ch, "credentials": str(source) if source else None,
                                "error": e.to_dict()})
         except CrossfetchError as e:
@@ -162,7 +162,7 @@ class ApiStages:
                      f"GET /v2/ answered {resp.status_code} with challenge "
                      f"{ch.get('scheme', '(none)')}{realm}{service}; {creds}"
                      + (" and they were refused" if source else ""),
-                     fixgen.unauthorized_fix(self.registry), data=data)
+                     causes.unauthorized(self.registry).text(), data=data)
 
     # --- manifest ---
 
@@ -210,7 +210,7 @@ class ApiStages:
 
     def _status_cause(self, status: int) -> tuple[str, str]:
         if status in (401, 403):
-            return "unauthorized", fixgen.unauthorized_fix(self.registry)
+            return "unauthorized", causes.unauthorized(self.registry).text()
         if status == 404:
             return "not-found", self._not_found_fix()
         if status == 405:

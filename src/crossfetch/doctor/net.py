@@ -16,10 +16,10 @@ import threading
 from dataclasses import dataclass, field
 
 from ..errors import CrossfetchError
+from ..fixes import causes
 from ..policy.model import Endpoint, TLSMode
 from ..transport.tls import probe_first_bytes, speaks_tls, ssl_context
 from ..trust import CertInfo, fetch_chain, is_ip
-from . import fixgen
 from .report import Check, Status
 
 MAX_ADDRESSES = 4
@@ -96,7 +96,7 @@ def dns_stage(t: Target, timeout: float, *, in_cluster: bool) -> Check:
         if is_loopback(t.host):
             return Check("dns", loop_status, "loopback-address",
                          f"{t.host} is a loopback address: {where}",
-                         fixgen.loopback_fix(t.registry, t.host, is_ip=True),
+                         causes.loopback(t.registry, t.host, is_ip=True).text(),
                          data={"addresses": t.addresses})
         return Check("dns", Status.PASS, None, f"{t.host} is an IP address (no lookup)",
                      data={"addresses": t.addresses})
@@ -110,19 +110,19 @@ def dns_stage(t: Target, timeout: float, *, in_cluster: bool) -> Check:
             return Check("dns", loop_status, "loopback-address",
                          f"{t.host} is reserved for loopback (RFC 6761), though this machine's "
                          f"resolver does not map it ({e}); {where}",
-                         fixgen.loopback_fix(t.registry, t.host, is_ip=False,
-                                             resolver_maps=False),
+                         causes.loopback(t.registry, t.host, is_ip=False,
+                                         resolver_maps=False).text(),
                          data={"addresses": t.addresses, "resolverMaps": False})
         cause = "timeout" if isinstance(e, TimeoutError) else "dns-failure"
         return Check("dns", Status.FAIL, cause,
                      f"cannot resolve {t.host}: {e}\nFrom a pod: cluster DNS must know this name, "
                      "and a NetworkPolicy denying egress to port 53 would look the same.",
-                     fixgen.dns_failure_fix(t.host), data={"error": str(e)})
+                     causes.dns_failure(t.host, t.registry).text(), data={"error": str(e)})
     loop = [a for a in t.addresses if is_loopback(a)]
     if loop or is_localhost_name(t.host):
         return Check("dns", loop_status, "loopback-address",
                      f"{t.host} resolves to {', '.join(t.addresses)} (loopback): {where}",
-                     fixgen.loopback_fix(t.registry, t.host, is_ip=False),
+                     causes.loopback(t.registry, t.host, is_ip=False).text(),
                      data={"addresses": t.addresses})
     return Check("dns", Status.PASS, None, f"{t.host} resolves to {', '.join(t.addresses)}",
                  data={"addresses": t.addresses})
@@ -202,7 +202,7 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float) -> Check:
         if speaks_tls(addr, t.port, timeout):
             return Check("tls", Status.FAIL, "tls-expected",
                          f"{t.registry} speaks TLS, but policy says plain HTTP (tls.mode Disabled "
-                         f"from {ep.tls.source})", fixgen.tls_expected_fix(t.registry))
+                         f"from {ep.tls.source})", causes.tls_expected(t.registry).text())
         return Check("tls", Status.PASS, None,
                      f"plain HTTP, as policy says (tls.mode Disabled from {ep.tls.source})",
                      data={"mode": "Disabled"})
@@ -238,7 +238,7 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float) -> Check:
                          f"{t.registry} answered the TLS handshake in plain HTTP "
                          f"(first bytes 'HTTP/'), and policy requires TLS "
                          f"({ep.tls.mode.value}, {ep.tls.source})",
-                         fixgen.plain_http_fix(t.registry), data={"firstBytes": first.hex()})
+                         causes.plain_http(t.registry).text(), data={"firstBytes": first.hex()})
         return Check("tls", Status.FAIL, "tls-error",
                      f"TLS handshake with {_sockaddr(addr, t.port)} failed: {e}",
                      "# check that the port speaks TLS 1.2 or newer: openssl s_client -connect "
@@ -273,11 +273,11 @@ def _cert_failure(t: Target, ep: Endpoint, addr: str, timeout: float,
         lines.append(f"presented certificate {i}:")
         lines.append(cert.describe("  "))
     if cause == "untrusted-certificate":
-        fix = fixgen.trust_fix(t.registry, t.chain)
+        fix = causes.trust(t.registry, t.chain).text()
     elif cause == "hostname-mismatch":
-        fix = fixgen.hostname_fix(t.host, leaf)
+        fix = causes.hostname(t.host, leaf).text()
     else:
-        fix = fixgen.expired_fix(leaf)
+        fix = causes.expired(leaf).text()
     return Check("tls", Status.FAIL, cause, "\n".join(lines), fix,
                  data={"verifyCode": e.verify_code, "verifyMessage": e.verify_message,
                        "chain": [c.to_dict() for c in t.chain]})

@@ -14,12 +14,14 @@ The JSON shape (documented in ``docs/policy.md``; keys are never renamed, only a
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import yaml
-
-from ..fixes import object_name
+from ..fixes.configmap import ca_configmap
+from ..fixes.fix import CROSSFETCH_ONLY
+from ..fixes.hoststoml import Host, hosts_toml
+from ..fixes.imageconfig import TLS, imageconfig, to_yaml
+from ..fixes.names import CA_KEY, object_name
+from ..fixes.registriesconf import Mirror, Registry, registries_conf
 from ..reference import DOCKER_HUB, DOCKER_HUB_API, Reference
 from .model import PUSH, RESOLVE, Decision, Endpoint, Source, TLSMode
 
@@ -147,38 +149,48 @@ def export(decision: Decision, prefix: str, fmt: str) -> str:
     if fmt == "imageconfig":
         return _imageconfig(decision, prefix)
     if fmt == "hosts-toml":
-        return _hosts_toml(decision)
+        return _hosts_toml(decision, prefix)
     if fmt == "registries-conf":
         return _registries_conf(decision, prefix)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _rewrite_note(decision: Decision, prefix: str, fmt: str) -> list[str]:
+    """What a format that cannot rewrite repository paths says about a ``rewriteImage``."""
+    if decision.rewrite_source is None:
+        return []
+    to = _location(decision.endpoints[-1], decision) + "/"
+    return [f"{decision.rewrite_source} rewrites {prefix.rstrip('/')}/ to {to}: {fmt} cannot "
+            f"rewrite a repository path, so this file is written for {to} and pulls "
+            f"must name it (or keep the ImageConfig rewriteImage, or use --format "
+            f"registries-conf, whose location can)"]
 
 
 def _imageconfig(decision: Decision, prefix: str) -> str:
     up = decision.endpoints[-1]
     prefix = prefix.rstrip("/") + "/"  # Crossplane matches raw string prefixes
     name = object_name(prefix.rstrip("/"))
-    comments = [f"# Effective policy for {prefix} (crossfetch policy export)."]
-    tls: dict[str, Any] = {}
-    mode = up.tls.mode
+    comments = [f"# Effective policy for {prefix} (crossfetch policy export).",
+                f"# registry.tls is {CROSSFETCH_ONLY}."]
     if up.tls.allow_http_fallback:
         comments.append("# The node allows plain HTTP after an HTTPS attempt; ImageConfig has no "
                         "fallback: choose tls.mode Disabled if the registry only speaks HTTP.")
-    tls["mode"] = mode.value
+    ca = None
     docs: list[dict[str, Any]] = []
     if up.tls.ca_files:
         cm = f"{name}-ca"
-        tls["caBundleConfigMapRef"] = {"name": cm, "key": "ca.crt"}
+        ca = (cm, CA_KEY)
         pem = "".join(p.read_text(encoding="utf-8", errors="replace") for p in up.tls.ca_files)
-        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm},
-                     "data": {"ca.crt": pem}})
+        docs.append(ca_configmap(cm, pem, namespace=None))
     elif up.tls.ca_pem:
         comments.append("# The CA comes from a ConfigMap already: keep its caBundleConfigMapRef.")
+    client = None
     if up.tls.client is not None:
-        sec = f"{name}-client"
-        tls["clientCertSecretRef"] = {"name": sec}
+        client = f"{name}-client"
         comments.append(f"# clientCertSecretRef is crossfetch's addition; create the Secret with:"
-                        f"\n#   kubectl create secret tls {sec} --cert={up.tls.client.cert} "
+                        f"\n#   kubectl create secret tls {client} --cert={up.tls.client.cert} "
                         f"--key={up.tls.client.key}")
+    tls = TLS(mode=up.tls.mode.value, ca_configmap=ca, client_cert_secret=client)
     target = _location(up, decision)
     ics: list[dict[str, Any]] = []
     tls_prefix = prefix
@@ -188,47 +200,38 @@ def _imageconfig(decision: Decision, prefix: str) -> str:
         # TLS is matched against the rewritten reference (as Crossplane matches pull
         # secrets), so it needs its own ImageConfig for the target prefix.
         tls_prefix = target + "/"
-        ics.append(_ic(name, prefix, {"rewriteImage": {"prefix": tls_prefix}}))
-    ics.append(_ic(object_name(tls_prefix.rstrip("/"), "tls") if ics else name, tls_prefix,
-                   {"registry": {"tls": tls}}))
+        ics.append(imageconfig(prefix, name=name, rewrite=tls_prefix))
+    ics.append(imageconfig(tls_prefix, name=object_name(tls_prefix.rstrip("/"), "tls")
+                           if ics else name, tls=tls))
     for ep in decision.endpoints[:-1]:
         comments.append(f"# ImageConfig cannot express mirror {ep.url} "
                         f"({', '.join(sorted(ep.capabilities))}); keep it in the node files.")
     if decision.blocked is not None:
         comments.append(f"# Blocked by {decision.blocked}: ImageConfig cannot block a prefix.")
-    docs = ics + docs
-    body = "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
-    return "\n".join(comments) + "\n" + body
+    return "\n".join(comments) + "\n" + to_yaml(*ics, *docs)
 
 
-def _ic(name: str, prefix: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "pkg.crossplane.io/v1beta1", "kind": "ImageConfig",
-            "metadata": {"name": name},
-            "spec": {"matchImages": [{"type": "Prefix", "prefix": prefix}], **spec}}
-
-
-def _toml_str(s: str) -> str:
-    return json.dumps(s)  # a JSON string is a valid TOML basic string
-
-
-def _hosts_lines(ep: Endpoint, indent: str, decision: Decision) -> list[str]:
-    lines: list[str] = []
+def _hosts_entry(ep: Endpoint, decision: Decision, *, mirror: bool) -> Host:
     t = ep.tls
-    if t.ca_files:
-        lines.append(f"{indent}ca = [{', '.join(_toml_str(str(p)) for p in t.ca_files)}]")
+    comments: list[str] = []
     if t.ca_pem:
-        lines.append(f"{indent}# a CA from a ConfigMap: save it to a file and list it in ca")
-    if t.client is not None:
-        lines.append(f"{indent}client = [[{_toml_str(str(t.client.cert))}, "
-                     f"{_toml_str(str(t.client.key))}]]")
-    if t.mode is TLSMode.INSECURE:
-        lines.append(f"{indent}skip_verify = true")
-    if ep.override_path:
-        lines.append(f"{indent}override_path = true")
+        comments.append("a CA from a ConfigMap: save it to a file and list it in ca")
     if ep.repository:
-        lines.append(f"{indent}# hosts.toml cannot map repositories: this endpoint serves "
-                     f"them under {_repo_prefix(ep, decision)}/")
-    return lines
+        comments.append(f"hosts.toml cannot map repositories: this endpoint serves them under "
+                        f"{_repo_prefix(ep, decision)}/")
+    skip_verify: bool | None = True if t.mode is TLSMode.INSECURE else None
+    has_tls = bool(t.ca_files or t.client or skip_verify)
+    if t.allow_http_fallback and not has_tls:
+        skip_verify = False  # without a TLS setting containerd would go straight to HTTP
+    caps: tuple[str, ...] | None = None
+    if mirror:
+        caps = tuple(sorted(ep.capabilities - {PUSH}))
+    elif ep.capabilities != frozenset({"pull", "resolve", "push"}):
+        caps = tuple(sorted(ep.capabilities))
+    return Host(_hosts_url(ep), capabilities=caps, ca=tuple(str(p) for p in t.ca_files),
+                client=((str(t.client.cert), str(t.client.key)),) if t.client else (),
+                skip_verify=skip_verify, override_path=ep.override_path,
+                headers=ep.headers if mirror else (), comments=tuple(comments))
 
 
 def _hosts_url(ep: Endpoint) -> str:
@@ -238,32 +241,14 @@ def _hosts_url(ep: Endpoint) -> str:
     return f"{scheme}://{rest}"
 
 
-def _hosts_toml(decision: Decision) -> str:
-    up = decision.endpoints[-1]
-    out = [f"# {decision.resolved.registry}/hosts.toml (crossfetch policy export)"]
+def _hosts_toml(decision: Decision, prefix: str) -> str:
+    comments = [f"{decision.resolved.registry}/hosts.toml (crossfetch policy export)",
+                *_rewrite_note(decision, prefix, "hosts.toml")]
     if decision.blocked is not None:
-        out.append(f"# blocked by {decision.blocked}: hosts.toml cannot block a registry")
-    if up.tls.allow_http_fallback and not _hosts_lines(up, "", decision):
-        # Without a TLS setting containerd would go straight to HTTP.
-        up_lines = ["skip_verify = false"]
-    else:
-        up_lines = _hosts_lines(up, "", decision)
-    out.append(f"server = {_toml_str(_hosts_url(up))}")
-    if up.capabilities != frozenset({"pull", "resolve", "push"}):
-        out.append(f"capabilities = {json.dumps(sorted(up.capabilities))}")
-    out += up_lines
-    for ep in decision.endpoints[:-1]:
-        out.append("")
-        out.append(f"[host.{_toml_str(_hosts_url(ep))}]")
-        out.append(f"  capabilities = {json.dumps(sorted(ep.capabilities - {PUSH}))}")
-        lines = _hosts_lines(ep, "  ", decision)
-        if ep.tls.allow_http_fallback and not lines:
-            lines = ["  skip_verify = false"]
-        out += lines
-        if ep.headers:
-            out.append(f"  [host.{_toml_str(_hosts_url(ep))}.header]")
-            out += [f"    {_toml_str(k)} = {_toml_str(v)}" for k, v in ep.headers]
-    return "\n".join(out) + "\n"
+        comments.append(f"blocked by {decision.blocked}: hosts.toml cannot block a registry")
+    return hosts_toml(_hosts_entry(decision.endpoints[-1], decision, mirror=False),
+                      [_hosts_entry(ep, decision, mirror=True)
+                       for ep in decision.endpoints[:-1]], comments=comments)
 
 
 def _location(ep: Endpoint, decision: Decision) -> str:
@@ -278,22 +263,15 @@ def _rc_insecure(ep: Endpoint) -> bool:
 
 def _registries_conf(decision: Decision, prefix: str) -> str:
     up = decision.endpoints[-1]
-    out = ["# registries.conf (v2) entry (crossfetch policy export)", "[[registry]]",
-           f"prefix = {_toml_str(prefix.rstrip('/'))}",
-           f"location = {_toml_str(_location(up, decision))}"]
-    if _rc_insecure(up):
-        out.append("insecure = true")
-    if decision.blocked is not None:
-        out.append("blocked = true")
-    certs = [e for e in decision.endpoints if e.tls.ca_files or e.tls.client]
-    for ep in certs:
-        out.append(f"# TLS files for {ep.host}: copy them to /etc/containers/certs.d/{ep.host}/ "
-                   "(CAs as *.crt, the client pair as client.cert + client.key)")
-    for ep in decision.endpoints[:-1]:
-        out += ["", "[[registry.mirror]]",
-                f"location = {_toml_str(_location(ep, decision))}"]
-        if _rc_insecure(ep):
-            out.append("insecure = true")
-        if not ep.can(RESOLVE):
-            out.append('pull-from-mirror = "digest-only"')
-    return "\n".join(out) + "\n"
+    comments = [f"TLS files for {ep.host}: copy them to /etc/containers/certs.d/{ep.host}/ "
+                "(CAs as *.crt, the client pair as client.cert + client.key)"
+                for ep in decision.endpoints if ep.tls.ca_files or ep.tls.client]
+    if decision.rewrite_source is not None:
+        comments.append(f"location is the rewriteImage of {decision.rewrite_source}")
+    entry = Registry(prefix.rstrip("/"), _location(up, decision), insecure=_rc_insecure(up),
+                     blocked=decision.blocked is not None,
+                     mirrors=tuple(Mirror(_location(ep, decision), insecure=_rc_insecure(ep),
+                                          digest_only=not ep.can(RESOLVE))
+                                   for ep in decision.endpoints[:-1]))
+    return "# registries.conf (v2) entry (crossfetch policy export)\n" + \
+        registries_conf(entry, comments=comments)

@@ -28,7 +28,6 @@ from ..errors import (
     TLSExpectedError,
     TransportError,
 )
-from ..fixes import imageconfig_yaml
 from ..policy.model import Endpoint, TLSMode
 from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context
 from .wire import Auth, Body, Pool, Request, Response, WireError, send_with_auth
@@ -285,17 +284,10 @@ class Transport:
         mode = ep.tls.mode.value if parts.scheme == "https" else TLSMode.DISABLED.value
         if parts.scheme == "https" and is_tls_error(e):
             if is_cert_error(e):
-                cause = _cert_cause(e)
-                fix = {
-                    "expired-certificate": "renew the registry's certificate",
-                    "hostname-mismatch": f"use a host name the certificate is valid for, or "
-                    f"re-issue it with {host} in its SANs",
-                }.get(cause, f"trust the registry's CA: --ca-bundle CA.crt, or an ImageConfig "
-                             f"with tls.caBundleConfigMapRef (crossfetch trust {parts.netloc} "
-                             "writes both)")
+                # The cause is the fact; the fix is written at the edge (crossfetch.fixes).
                 return TLSError(f"TLS certificate verification failed for {parts.netloc}: "
-                                f"{_innermost(e)}", url=url, host=host, mode=mode, cause=cause,
-                                fix=fix)
+                                f"{_innermost(e)}", url=url, host=host, mode=mode,
+                                cause=_cert_cause(e))
             alert = _innermost(e).upper()
             if "CERTIFICATE_REQUIRED" in alert or "BAD_CERTIFICATE" in alert or \
                     ("UNKNOWN_CA" in alert and ep.tls.client is not None):
@@ -304,18 +296,13 @@ class Transport:
                 return TLSError(
                     f"{parts.netloc} requires a client certificate (mutual TLS) and {sent}: "
                     f"{_innermost(e)}", url=url, host=host, mode=mode,
-                    cause="client-certificate-required",
-                    fix="give a client certificate signed by a CA the registry trusts: a "
-                    f"hosts.toml `client` for {parts.netloc}, certs.d client.cert/client.key, or "
-                    "an ImageConfig spec.registry.tls.clientCertSecretRef")
+                    cause="client-certificate-required")
             if speaks_plain_http(host, port, self.timeouts.connect):
                 if ep.tls.allow_http_fallback:
                     return _FallbackToHTTP(url)
                 return PlainHTTPError(
                     f"{parts.netloc} answered the TLS handshake in plain HTTP, and policy "
-                    f"requires TLS ({mode})", url=url, host=host, mode=mode,
-                    fix="if this registry really is plain HTTP, allow it for this host only:\n"
-                    + imageconfig_yaml(parts.netloc, mode="Disabled"))
+                    f"requires TLS ({mode})", url=url, host=host, mode=mode)
             return TLSError(f"TLS handshake with {parts.netloc} failed: {_innermost(e)}",
                             url=url, host=host, mode=mode, cause="tls-error",
                             fix="check that the port speaks TLS and supports TLS 1.2 or newer")
@@ -345,9 +332,7 @@ class Transport:
         netloc = urlsplit(url).netloc
         return TLSExpectedError(
             f"{netloc} speaks TLS, but policy says plain HTTP (Disabled)", url=url,
-            host=urlsplit(url).hostname, mode="Disabled",
-            fix="use tls.mode Strict (with caBundleConfigMapRef for a private CA) for this "
-            f"registry:\n{imageconfig_yaml(netloc, mode='Strict')}")
+            host=urlsplit(url).hostname, mode="Disabled")
 
     # --- fallback ---
 
