@@ -1,15 +1,16 @@
-"""What makes a client use the bridge: Crossplane objects and containerd hosts.toml.
-
-Kept small and isolated on purpose: when ``crossfetch.fixes`` grows one writer per format,
-these functions become calls to it.
-"""
+"""What makes a client use the bridge: Crossplane objects and containerd hosts.toml, written
+by :mod:`crossfetch.fixes`' one writer per format."""
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .. import fixes
 from ..errors import UsageError
+from ..fixes import configmap, helm
+from ..fixes.hoststoml import Host
+from ..fixes.hoststoml import hosts_toml as hosts_toml_text
+from ..fixes.imageconfig import imageconfig_yaml
+from ..fixes.names import object_name
 from .config import Route
 
 CA_CONFIGMAP = "crossfetch-bridge-ca"
@@ -24,11 +25,8 @@ def imageconfig_rewrite(route: Route, bridge: str) -> str:
     ``apis/pkg/v1beta1/image_config_types.go``, applied in ``internal/xpkg/config.go``); the
     longest matching prefix wins, so one ImageConfig per route is enough.
     """
-    return "\n".join([
-        "apiVersion: pkg.crossplane.io/v1beta1", "kind: ImageConfig", "metadata:",
-        f"  name: {fixes.object_name(route.prefix, 'bridge')}", "spec:", "  matchImages:",
-        "  - type: Prefix", f"    prefix: {route.upstream}", "  rewriteImage:",
-        f"    prefix: {bridge}/{route.prefix}", ""])
+    return imageconfig_yaml(route.upstream, name=object_name(route.prefix, "bridge"),
+                            rewrite=f"{bridge}/{route.prefix}")
 
 
 def crossplane(ca_pem: str, routes: list[Route], bridge: str, *, htpasswd: bool) -> str:
@@ -36,10 +34,10 @@ def crossplane(ca_pem: str, routes: list[Route], bridge: str, *, htpasswd: bool)
     parts = [
         f"# Make Crossplane pull through the crossfetch bridge at {bridge}.\n"
         "# 1. The bridge's CA, added to Crossplane's CA bundle (Helm registryCaBundleConfig):\n"
-        + fixes.configmap_yaml(CA_CONFIGMAP, ca_pem),
+        + configmap.ca_configmap_yaml(CA_CONFIGMAP, ca_pem),
         "# 2. Helm values for Crossplane (or: "
-        + fixes.helm_ca_command(CA_CONFIGMAP) + "):\n"
-        + "".join(f"#   {line}\n" for line in fixes.helm_ca_values(CA_CONFIGMAP).splitlines())
+        + helm.ca_upgrade_command(CA_CONFIGMAP) + "):\n"
+        + "".join(f"#   {line}\n" for line in helm.ca_values(CA_CONFIGMAP).splitlines())
         + "# 3. One ImageConfig per route (rewriteImage, Crossplane v1.20 or later):\n"
         + imageconfig_rewrite(routes[0], bridge),
         *(imageconfig_rewrite(r, bridge) for r in routes[1:]),
@@ -49,8 +47,8 @@ def crossplane(ca_pem: str, routes: list[Route], bridge: str, *, htpasswd: bool)
             "# 4. The bridge asks for a password (--htpasswd): give Crossplane one with\n"
             f"#   kubectl -n crossplane-system create secret docker-registry {PULL_SECRET} "
             f"--docker-server={bridge} --docker-username=<user> --docker-password=<password>\n"
-            + fixes.imageconfig_yaml(bridge, pull_secret=PULL_SECRET,
-                                     name=fixes.object_name(bridge, "bridge-auth")))
+            + imageconfig_yaml(f"{bridge}/", pull_secret=PULL_SECRET,
+                               name=object_name(bridge, "bridge-auth")))
     return "---\n".join(parts)
 
 
@@ -66,11 +64,10 @@ def hosts_toml(routes: list[Route], bridge: str, ca_path: str) -> dict[str, str]
         if r.path or r.registry in out:
             continue
         mirror = f"https://{bridge}/v2/{r.prefix.rstrip('/')}"
-        out[r.registry] = "\n".join([
-            f"# {r.registry} through the crossfetch bridge (route {r}).",
-            f'server = "https://{r.registry}"', "", f'[host."{mirror}"]',
-            '  capabilities = ["pull", "resolve"]', f'  ca = "{ca_path}"',
-            "  override_path = true", ""])
+        out[r.registry] = hosts_toml_text(
+            Host(f"https://{r.registry}"),
+            [Host(mirror, capabilities=("pull", "resolve"), ca=(ca_path,), override_path=True)],
+            comments=[f"{r.registry} through the crossfetch bridge (route {r})."])
     if not out:
         raise UsageError("no route maps a whole registry, and containerd keeps the image's "
                          "repository path when it uses a mirror",
