@@ -76,7 +76,13 @@ async def _main(cfg: ServeConfig, bridge: Bridge, ssl_ctx: Any, ca: str | None) 
     bridge.ready = False
     _log({"level": "info", "msg": "shutting down: finishing in-flight responses",
           "timeout": cfg.shutdown_timeout})
+    server = runner.server
     await runner.cleanup()
+    # Closed TLS connections still flush their last bytes on the loop: keep it running until
+    # each connection is really gone (bounded by the shutdown timeout).
+    deadline = time.monotonic() + cfg.shutdown_timeout
+    while server is not None and server.connections and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     _log({"level": "info", "msg": "stopped"})
 
 
