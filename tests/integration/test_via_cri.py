@@ -180,3 +180,44 @@ def test_doctor_via_cri_reports_a_refused_pull_and_a_missing_socket(
     code, report = doctor(http_registry.ref(p.ref), f"unix://{tmp_path}/none.sock")
     rt = by_name(report)["runtime"]
     assert code == 1 and rt["cause"] == "socket-missing", rt
+
+
+def test_never_makes_no_runtime_pull(
+        tmp_path: Path, hosts_dir: Path, containerd: Containerd, http_registry: Registry,
+        packages: dict[str, PushedPackage]) -> None:
+    p = packages["configuration"]
+    ref = http_registry.ref(p.ref)
+    write_hosts_toml(hosts_dir, http_registry.host, http_registry.host, plain_http=True)
+
+    def pulls() -> int:  # containerd's CRI logs each PullImage request (level info)
+        return sum(1 for line in containerd.log_text().splitlines()
+                   if 'msg="PullImage' in line and "returns" not in line)
+
+    # Neither in the cache nor in the runtime: an error, and nothing asks the registry.
+    mark = http_registry.mark()
+    r = cf("pull", ref, "--pull-policy", "Never", "-O", "json", cache=tmp_path / "c0",
+           runtime=containerd)
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout)
+    assert d["ok"] is False and d["cause"] == "not-cached" and "Never" in d["message"]
+    assert pulls() == 0 and http_registry.requests(since=mark) == []
+    assert containerd.ctr("images", "ls", "-q").strip() == ""
+
+    # The runtime has it (pulled once, as the kubelet would): Never reads its store, no pull.
+    first = cf("pull", ref, cache=tmp_path / "c1", runtime=containerd)
+    assert first.returncode == 0, first.stderr
+    assert pulls() == 1
+    mark = http_registry.mark()
+    r = cf("pull", ref, "--pull-policy", "Never", "-O", "json", cache=tmp_path / "c2",
+           runtime=containerd)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["runtimePulled"] is False and d["digest"] == p.built.manifest_digest
+    assert pulls() == 1 and http_registry.requests(since=mark) == []
+
+    # In crossfetch's cache: Never needs no runtime at all (this socket does not exist).
+    r = cf("pull", ref, "--pull-policy", "Never", "--runtime-endpoint",
+           f"unix://{tmp_path}/none.sock", cache=tmp_path / "c2",
+           extra=("--via", "cri"))
+    assert r.returncode == 0, r.stderr
+    assert pulls() == 1
