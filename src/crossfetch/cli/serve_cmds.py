@@ -24,11 +24,18 @@ def _config(ns: argparse.Namespace) -> ServeConfig:
     from ..errors import UsageError
     from ..serve.config import Route, ServeConfig, parse_duration, parse_listen, parse_size
 
-    if not ns.routes:
+    routes_text = list(ns.routes)
+    if ns.routes_file:
+        try:
+            lines = Path(ns.routes_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read --routes-file {ns.routes_file}: {e}") from None
+        routes_text += [x.strip() for x in lines if x.strip() and not x.strip().startswith("#")]
+    if not routes_text:
         raise UsageError("no --route given: the bridge serves only configured prefixes",
                          fix="add --route PREFIX=UPSTREAM_PREFIX, e.g. "
                          "--route gitea/=gitea.cnoe.localtest.me:8443/giteaadmin/")
-    routes = [Route.parse(r) for r in ns.routes]
+    routes = [Route.parse(r) for r in routes_text]
     prefixes = [r.prefix for r in routes]
     if len(set(prefixes)) != len(prefixes):
         raise UsageError("two routes have the same prefix", fix="give each route its own PREFIX")
@@ -152,6 +159,9 @@ goes to stderr. See docs/serve.md for the security model and deployment.
                    metavar="PREFIX=UPSTREAM_PREFIX",
                    help="Serve BRIDGE/PREFIX<rest> from UPSTREAM_PREFIX<rest> (host[:port]/path/"
                    "). Repeatable; the longest matching prefix wins.")
+    p.add_argument("--routes-file", metavar="FILE",
+                   help="More routes, one PREFIX=UPSTREAM_PREFIX per line (# comments), e.g. "
+                   "from a ConfigMap.")
     p.add_argument("--state-dir", metavar="DIR",
                    help="Where the bridge keeps its CA and server certificate (ca.crt, "
                    "server.crt, server.key). Default $XDG_STATE_HOME/crossfetch/bridge.")
