@@ -1,9 +1,10 @@
-"""The ``package.yaml`` stream: a fast scanner for big streams, and meta object parsing.
+"""The ``package.yaml`` stream: a streaming parser and linter, and meta object parsing.
 
-A package stream is one meta object (group ``meta.pkg.crossplane.io``) followed by the objects
-it installs. Only the meta object needs a real YAML parse; the other documents (a Provider's
-CRDs can be 100 MB) are only counted by ``kind``, which a regex over column-0 lines does at
-memory speed. ``parse_package_stream(..., full=True)`` parses everything for validation.
+A package stream holds exactly one meta object (group ``meta.pkg.crossplane.io``), anywhere,
+and the objects it installs. As in Crossplane, every document is parsed (libyaml events: the
+objects are validated and identified without being built, so a Provider's 100 MB of CRDs
+never sits in memory as Python objects), the objects are linted against the package type, and
+only the meta object is loaded.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..errors import LimitExceeded, PackageError
 PACKAGE_CAP = 200 * 1024 * 1024
 """Crossplane reads at most 200 MiB of package stream."""
 META_CAP = 1024 * 1024
-"""The meta object (first document) is parsed in memory; it is never near this size."""
+"""The meta object is loaded in memory; it is never near this size."""
 MAX_ALIASES = 64
 """More YAML aliases than this in one document is refused (billion laughs)."""
 
@@ -40,15 +41,7 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # a malformed explicit !!timestamp AttributeError. All of them mean "not valid YAML".
 _YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, AttributeError)
 _FEED_SLICE = 1024 * 1024
-_TAIL_KEEP = 4096  # only a line's start matters to the scanner; long lines are cut to this
 _BOM = b"\xef\xbb\xbf"
-
-# A separator line (``---``/``...``, optionally followed by content) in the capture phase.
-_SEP_LINE = re.compile(rb"\n(?:---|\.\.\.)(?:[ \t\r][^\n]*)?(?=\n)")
-# Column-0 markers in the counting phase; every match starts at the newline before the line.
-_MARKS = re.compile(
-    rb"\n(?:(?:---|\.\.\.)(?=[ \t\r\n])|kind:(?=[ \t\r\n])[ \t]*([^\n]*)"
-    rb"|apiVersion:(?=[ \t\r\n])[ \t]*([^\n]*))")
 
 
 @dataclass(frozen=True)
@@ -187,10 +180,10 @@ def _meta_identity_check(doc: Any) -> tuple[str, str]:
         found = (f"apiVersion {api!r}, kind {kind!r}" if isinstance(doc, dict)
                  else f"a YAML {type(doc).__name__}")
         raise PackageError(
-            f"the first object in package.yaml is not a Crossplane package meta object "
+            f"the meta object is not a Crossplane package meta object "
             f"(found {found}; expected group {META_GROUP})", cause="no-meta-object",
-            fix="put the crossplane.yaml meta object (Provider, Configuration or Function) "
-            "first in the package and rebuild it")
+            fix="add the crossplane.yaml meta object (Provider, Configuration or Function) "
+            "to the package and rebuild it")
     version = api.split("/", 1)[1]
     if kind not in KNOWN_META.get(version, frozenset()):
         known = "; ".join(f"{v}: {', '.join(sorted(k))}" for v, k in KNOWN_META.items())
@@ -219,53 +212,185 @@ def package_from_meta(doc: Any, objects: dict[str, int], size: int, sha256: str)
     )
 
 
-def _more_than_one_meta(api: str, kind: str) -> PackageError:
+def _more_than_one_meta(where: str, api: str, kind: str, first: str) -> PackageError:
     return PackageError(
-        f"package.yaml holds more than one meta object (another {api} {kind or 'object'} "
-        "after the first)", cause="multiple-meta-objects",
+        f"package.yaml holds more than one meta object: {where} is another {api} {kind} "
+        f"(the first is {first})", cause="multiple-meta-objects",
         fix="keep exactly one Provider/Configuration/Function meta object in the package")
 
 
 def _blank(doc: bytes) -> bool:
-    """True for a document of only blank lines, comments and directives."""
-    for line in doc.splitlines():
-        s = line.strip()
-        if s and not s.startswith((b"#", b"%")):
+    """Crossplane's isEmptyYAML: only blank lines, ``---``/``...`` lines and comments."""
+    for line in doc.split(b"\n"):
+        s = line.lstrip()
+        if s and s not in (b"---", b"...") and not s.startswith(b"#"):
             return False
     return True
 
 
-def _clean_value(raw: bytes) -> str:
-    v = raw.split(b" #", 1)[0].strip().strip(b"'\"")
-    return v.decode("utf-8", "replace")
-
-
 # --- the scanner ----------------------------------------------------------------------------
+# Crossplane reads package.yaml with Kubernetes' YAMLReader, which splits the stream at lines
+# starting with "---" (refusing any content but a comment after it), skips empty documents,
+# and decodes EVERY other document: first against the meta scheme (meta.pkg.crossplane.io
+# Provider/Configuration/Function), else against the object scheme; a document neither knows,
+# or that is not valid YAML, fails the whole package. The linter for the meta object's kind
+# then requires exactly one meta object (anywhere in the stream) and restricts the kinds of
+# the other objects. Sources, all read at these commits:
+#   crossplane-runtime pkg/parser/parser.go (PackageParser.Parse, isEmptyYAML), 0c7b1eb5;
+#   k8s.io/apimachinery pkg/util/yaml/decoder.go (YAMLReader.Read: "invalid Yaml document
+#   separator");
+#   crossplane internal/xpkg/lint.go (NewProviderLinter, NewConfigurationLinter,
+#   NewFunctionLinter, OneMeta), 061f4ca7; internal/xpkg/scheme.go (BuildMetaScheme), 02a5fa00;
+#   internal/controller/pkg/revision/reconciler.go ("cannot parse package contents",
+#   "linting package contents failed").
+# The kinds allowed per package type are crossfetch.xpkg.lint.ALLOWED, shared with `build`.
+
+_SEP_LINE = re.compile(rb"\n---([^\n]*)(?=\n)")
+_STR_TAGS = (None, "!", "tag:yaml.org,2002:str")
+_TOKEN_START = frozenset(b" \t\r\n[{,")
+
+
+def _may_alias(data: bytes) -> bool:
+    """Whether a ``*`` stands where a YAML alias token could start (``find`` beats a regex)."""
+    i = data.find(b"*")
+    while i >= 0:
+        if i == 0 or data[i - 1] in _TOKEN_START:
+            return True
+        i = data.find(b"*", i + 1)
+    return False
+
+
+def _where(index: int, line: int) -> str:
+    return f"document {index + 1} (line {line})"
+
+
+def _invalid_yaml(where: str, problem: str) -> PackageError:
+    return PackageError(f"package.yaml {where} is not valid YAML: {problem}",
+                        cause="invalid-yaml",
+                        fix="Crossplane parses every document of a package and refuses the "
+                        "package if one fails: fix that document and rebuild the package")
+
+
+def _identify(data: bytes, where: str, line: int, alias_limit: int) -> tuple[str, str]:
+    """Parse one document completely (nothing is built, aliases are not expanded) and return
+    its top-level ``apiVersion`` and ``kind``. Raises on invalid YAML or UTF-8, a document that
+    is not a mapping, or a missing or non-string apiVersion/kind.
+
+    Python walks the events only until both are found, then libyaml checks the rest in C
+    (``raw_parse``: ten times faster than events); a document that may hold aliases (a ``*``
+    where a YAML token starts) is walked to the end, counting them.
+    """
+    walk_all = _may_alias(data)
+    parser = _Loader(data)
+    found: dict[str, Any] = {}
+    try:
+        get = parser.get_event
+        get()  # StreamStart
+        get()  # DocumentStart
+        top = get()
+        if not isinstance(top, yaml.MappingStartEvent):
+            shown = "a sequence" if isinstance(top, yaml.SequenceStartEvent) else "a scalar"
+            raise PackageError(
+                f"package.yaml {where} is {shown}, not an object with apiVersion and kind",
+                cause="invalid-object", fix="every document of a package is a Kubernetes "
+                "object; remove the document or rebuild the package")
+        depth, is_key, want, aliases = 1, True, "", 0
+        while depth:
+            ev = get()
+            t = type(ev)
+            if t is yaml.ScalarEvent:
+                if depth == 1:
+                    if is_key:
+                        want = ev.value if ev.value in ("apiVersion", "kind") else ""
+                    elif want:
+                        plain_str = not ev.implicit[0] or parser.resolve(
+                            yaml.ScalarNode, ev.value, (True, False)) == _STR_TAGS[2]
+                        found[want] = ev.value if ev.tag in _STR_TAGS and plain_str else None
+                        if not walk_all and len(found) == 2:
+                            break
+                    is_key = not is_key
+            elif t is yaml.MappingStartEvent or t is yaml.SequenceStartEvent:
+                if depth == 1:
+                    if not is_key and want:
+                        found[want] = None
+                    is_key = not is_key
+                depth += 1
+            elif t is yaml.MappingEndEvent or t is yaml.SequenceEndEvent:
+                depth -= 1
+            elif t is yaml.AliasEvent:
+                aliases += 1
+                if aliases > alias_limit:
+                    raise LimitExceeded(
+                        f"package.yaml {where} uses more than {alias_limit} YAML aliases",
+                        cause="yaml-aliases",
+                        fix="expand the aliases in the package source; crossfetch refuses "
+                        "alias-heavy YAML because it can expand exponentially")
+                if depth == 1:
+                    if not is_key and want:
+                        found[want] = None
+                    is_key = not is_key
+        if not walk_all:
+            checker = _Loader(data)
+            try:
+                checker.raw_parse()
+            finally:
+                checker.dispose()
+    except yaml.reader.ReaderError as e:
+        raise PackageError(f"package.yaml {where} is not UTF-8 text: {e.reason} (byte "
+                           f"{e.character!r} at offset {e.position})", cause="invalid-utf8",
+                           fix="a package stream is UTF-8; rebuild the package") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f" at line {line + mark.line}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(p) for p in (e.context, e.problem) if p) or str(e)
+        raise _invalid_yaml(where, f"{problem}{at}") from None
+    except yaml.YAMLError as e:
+        raise _invalid_yaml(where, str(e).replace("\n", " ")) from None
+    finally:
+        parser.dispose()
+    api, kind = found.get("apiVersion"), found.get("kind")
+    if not isinstance(api, str) or not api or not isinstance(kind, str) or not kind:
+        missing = [k for k, v in (("apiVersion", api), ("kind", kind))
+                   if not isinstance(v, str) or not v]
+        raise PackageError(
+            f"package.yaml {where} has no string {' or '.join(missing)}",
+            cause="invalid-object",
+            fix="every object in a package needs apiVersion and kind; fix it and rebuild")
+    return api, kind
+
+
+def _meta_kind_check(api: str, kind: str, where: str) -> None:
+    version = api.split("/", 1)[1]
+    if kind not in KNOWN_META.get(version, frozenset()):
+        known = "; ".join(f"{v}: {', '.join(sorted(k))}" for v, k in KNOWN_META.items())
+        raise PackageError(f"unknown package meta type {api} {kind!r} at {where} (known: "
+                           f"{known})", cause="unknown-meta-kind",
+                           fix="use a meta kind and version Crossplane understands")
 
 
 class PackageScanner:
     """Incremental reader of a package stream: feed chunks, then :meth:`finish`.
 
-    Captures the first non-empty document (the meta object, at most ``max_meta_bytes``) and
-    counts later documents by their column-0 ``kind:``. Results do not depend on how the
-    stream is split into chunks.
+    Every document is parsed as it completes (as Crossplane does), the one meta object is
+    kept for :meth:`finish`, the others are counted by kind and linted against the meta
+    object's package type. Results do not depend on how the stream is split into chunks.
     """
 
-    def __init__(self, *, max_bytes: int = PACKAGE_CAP, max_meta_bytes: int = META_CAP) -> None:
+    def __init__(self, *, max_bytes: int = PACKAGE_CAP, max_meta_bytes: int = META_CAP,
+                 lint: bool = True) -> None:
         self.max_bytes = max_bytes
         self.max_meta_bytes = max_meta_bytes
+        self.lint = lint
         self.size = 0
         self._hash = hashlib.sha256()
-        # Capture phase: the buffer starts with a virtual newline so line 1 is a line start.
-        self._buf: bytearray | None = bytearray(b"\n")
-        self._doc_start = 1
+        # The unfinished document, after a virtual newline so line 1 is a line start.
+        self._buf = bytearray(b"\n")
         self._scan_from = 0
-        self._first: bytes | None = None
-        # Counting phase: the unfinished line, always starting with the newline before it.
-        self._tail = b"\n"
-        self._kind: str | None = None
-        self._api: str | None = None
+        self._line = 1  # line number where the unfinished document starts
+        self._index = 0  # non-empty documents seen
+        self._meta: tuple[bytes, str, str, str] | None = None  # (doc, api, kind, where)
         self._counts: dict[str, int] = {}
+        self._gvks: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> first place seen
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add the next bytes of the stream."""
@@ -287,89 +412,82 @@ class PackageScanner:
         if n > _FEED_SLICE:
             view = memoryview(chunk)
             for i in range(0, n, _FEED_SLICE):
-                self._route(bytes(view[i:i + _FEED_SLICE]))
+                self._split(view[i:i + _FEED_SLICE])
         else:
-            self._route(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            self._split(chunk)
 
-    def _route(self, chunk: bytes) -> None:
-        if self._buf is not None:
-            self._capture(chunk)
-        else:
-            self._count(chunk)
-
-    def _capture(self, chunk: bytes) -> None:
+    def _split(self, chunk: bytes | bytearray | memoryview) -> None:
         buf = self._buf
-        assert buf is not None
         buf += chunk
+        start = 1
         for m in _SEP_LINE.finditer(buf, self._scan_from):
-            doc = bytes(buf[self._doc_start:m.start() + 1])
-            if _blank(doc):
-                self._doc_start = m.end() + 1
-                continue
-            self._first = doc
-            rest = bytes(buf[m.end():])  # starts with the newline ending the separator line
-            self._buf = None
-            self._count(rest[1:], tail=b"\n")
+            rest = m.group(1).strip()
+            if rest and not rest.startswith(b"#"):
+                line = self._line + buf.count(b"\n", start, m.start() + 1)
+                raise _invalid_yaml(f"line {line}", f"invalid document separator {rest[:40]!r}"
+                                    " (only a comment may follow ---)")
+            self._document(bytes(buf[start:m.start() + 1]))
+            self._line += 1  # the separator line
+            start = m.end() + 1
+        if start > 1:
+            del buf[1:start]
+        self._scan_from = max(buf.rfind(b"\n"), 0)
+
+    def _document(self, doc: bytes) -> None:
+        line = self._line
+        self._line += doc.count(b"\n")
+        if _blank(doc):
             return
-        self._scan_from = max(buf.rfind(b"\n"), self._doc_start - 1, 0)
-        if len(buf) - self._doc_start > self.max_meta_bytes:
-            raise LimitExceeded(
-                f"the first document of package.yaml is over {self.max_meta_bytes} bytes",
-                cause="meta-too-large",
-                fix="the meta object must come first and be small; rebuild the package")
-
-    def _count(self, chunk: bytes, tail: bytes | None = None) -> None:
-        if tail is not None:
-            self._tail = tail
-        k = chunk.rfind(b"\n")
-        if k < 0:
-            if len(self._tail) < _TAIL_KEEP:
-                self._tail += chunk[:_TAIL_KEEP - len(self._tail)]
+        where = _where(self._index, line)
+        self._index += 1
+        api, kind = _identify(doc, where, line, MAX_ALIASES)
+        if is_meta_api_version(api):
+            _meta_kind_check(api, kind, where)
+            if self._meta is not None:
+                raise _more_than_one_meta(where, api, kind, self._meta[3])
+            if len(doc) > self.max_meta_bytes:
+                raise LimitExceeded(
+                    f"the meta object ({where}) is {len(doc)} bytes, over the "
+                    f"{self.max_meta_bytes} byte cap", cause="meta-too-large",
+                    fix="the meta object holds only metadata and dependencies; rebuild the "
+                    "package")
+            self._meta = (doc, api, kind, where)
             return
-        first_nl = chunk.find(b"\n")
-        self._marks(self._tail + chunk[:first_nl + 1], 0, None)
-        if first_nl < k:
-            self._marks(chunk, first_nl, k + 1)
-        self._tail = chunk[k:k + _TAIL_KEEP]
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        self._gvks.setdefault((api, kind), where)
 
-    def _marks(self, data: bytes, pos: int, endpos: int | None) -> None:
-        it = (_MARKS.finditer(data, pos) if endpos is None
-              else _MARKS.finditer(data, pos, endpos))
-        for m in it:
-            kind, api = m.group(1), m.group(2)
-            if kind is not None:
-                if self._kind is None:
-                    self._kind = _clean_value(kind)
-            elif api is not None:
-                if self._api is None:
-                    self._api = _clean_value(api)
-                    if is_meta_api_version(self._api):
-                        # A misplaced meta object is reported as such, not as a second one.
-                        assert self._first is not None
-                        _meta_identity_check(load_safe(self._first))
-                        raise _more_than_one_meta(self._api, self._kind or "")
-            else:
-                self._end_document()
+    def _lint(self, kind: str) -> None:
+        from .lint import ALLOWED
 
-    def _end_document(self) -> None:
-        if self._kind:
-            self._counts[self._kind] = self._counts.get(self._kind, 0) + 1
-        self._kind = self._api = None
+        allowed = ALLOWED.get(kind, ())
+        for (api, obj_kind), where in self._gvks.items():
+            if (api, obj_kind) not in allowed:
+                kinds = ", ".join(sorted({f"{a} {k}" for a, k in allowed})) or "nothing else"
+                raise PackageError(
+                    f"package.yaml {where} is a {api} {obj_kind}: a {kind} package may hold "
+                    f"only {kinds}", cause="disallowed-object",
+                    fix="Crossplane's package linter refuses this package; remove the object "
+                    "and rebuild the package")
 
     def finish(self) -> Package:
-        """End of stream: parse the meta object and return the :class:`Package`."""
-        if self._buf is not None:
-            doc = bytes(self._buf[self._doc_start:])
-            if _blank(doc):
+        """End of stream: parse the meta object, lint, and return the :class:`Package`."""
+        self._split(b"\n")  # a separator on the last line needs its newline
+        last = bytes(self._buf[1:-1])
+        self._buf = bytearray(b"\n")
+        self._document(last)
+        if self._meta is None:
+            if not self._counts:
                 raise PackageError("package.yaml holds no objects", cause="empty-package",
                                    fix="the package must contain a crossplane.yaml meta object")
-            self._first = doc
-            self._buf = None
-        else:
-            self._marks(self._tail + b"\n", 0, None)
-            self._end_document()
-        assert self._first is not None
-        meta = load_safe(self._first)
+            raise PackageError(
+                f"package.yaml holds no Crossplane package meta object (group {META_GROUP}) "
+                f"among its {sum(self._counts.values())} objects", cause="no-meta-object",
+                fix="add the crossplane.yaml meta object (Provider, Configuration or Function) "
+                "and rebuild the package")
+        doc, _, kind, _ = self._meta
+        if self.lint:
+            self._lint(kind)
+        meta = load_safe(doc)
         return package_from_meta(meta, dict(self._counts), self.size, self._hash.hexdigest())
 
 
@@ -383,44 +501,12 @@ def iter_stream(data: bytes | BinaryIO, chunk: int = _FEED_SLICE) -> Iterator[by
 
 def parse_package_stream(data: bytes | BinaryIO, *, full: bool = False,
                          max_bytes: int = PACKAGE_CAP) -> Package:
-    """Parse a whole ``package.yaml`` stream.
+    """Parse and lint a whole ``package.yaml`` stream with :class:`PackageScanner`.
 
-    The default uses :class:`PackageScanner`. ``full=True`` loads every document with the safe
-    loader (alias guard per document) and requires each to have ``apiVersion`` and ``kind``.
+    Every document is always parsed; ``full`` is kept for callers of the earlier API.
     """
+    del full
     scanner = PackageScanner(max_bytes=max_bytes)
-    if not full:
-        for block in iter_stream(data):
-            scanner.feed(block)
-        return scanner.finish()
-    parts: list[bytes] = []
     for block in iter_stream(data):
-        scanner.feed(block)  # enforces the cap, hashes, and checks meta placement early
-        parts.append(block)
-    scanned = scanner.finish()
-    text = b"".join(parts)
-    del parts
-    check_aliases(text)
-    counts: dict[str, int] = {}
-    meta: Any = None
-    try:
-        docs = yaml.load_all(text, Loader=_Loader)
-        for i, doc in enumerate(docs):
-            if doc is None:
-                continue
-            api, kind = _meta_identity(doc)
-            if not isinstance(doc, dict) or not api or not kind:
-                raise PackageError(
-                    f"document {i} of package.yaml lacks apiVersion or kind "
-                    f"(found apiVersion {api!r}, kind {kind!r})", cause="invalid-object",
-                    fix="every object in a package needs apiVersion and kind")
-            if meta is None:
-                meta = doc
-            elif is_meta_api_version(api):
-                raise _more_than_one_meta(api, kind)
-            else:
-                counts[kind] = counts.get(kind, 0) + 1
-    except _YAML_ERRORS as e:
-        raise PackageError(f"package.yaml is not valid YAML: {e}", cause="invalid-yaml",
-                           fix="fix the YAML and rebuild the package") from None
-    return package_from_meta(meta, counts, scanned.size, scanned.sha256)
+        scanner.feed(block)
+    return scanner.finish()
