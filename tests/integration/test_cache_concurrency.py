@@ -181,3 +181,15 @@ def test_no_cache_leaves_nothing(tmp_path: Path, https_registry: Registry, pki: 
     assert r.returncode == 0, r.stderr
     assert r.stdout == p.built.package_yaml and b"warning" not in r.stderr
     assert os.listdir(tmpdir) == [] and not (tmp_path / "xdg").exists()
+
+
+def test_inspect_validate_with_no_cache(tmp_path: Path, https_registry: Registry, pki: PKI,
+                                        packages: dict[str, PushedPackage]) -> None:
+    # --validate reads the package file: it must do so before the private cache goes away.
+    p = packages["provider_kubernetes"]
+    r = subprocess.run([*CLI, "inspect", https_registry.ref(p.ref), "--ca-bundle",
+                        str(pki.ca_cert), "--no-cache", "--validate", "-O", "json",
+                        "--no-node-config"], capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert '"validated": true' in r.stdout and '"CustomResourceDefinition"' in r.stdout

@@ -61,9 +61,11 @@ def _summary(d: dict[str, Any], *, err: bool = False, wrote: str | None = None) 
         line("wrote", f"{wrote} ({d.get('size')} bytes)")
 
 
-def _pull(params: dict[str, Any], ref: str, out: str | None, *, progress: bool) -> Any:
+def _pull(params: dict[str, Any], ref: str, out: str | None, *, progress: bool,
+          use: Callable[[Any], None] | None = None) -> Any:
     """``Client.pull``; under ``--as-crossplane`` failures are restated as that release's and
-    the result says how it got there."""
+    the result says how it got there. ``use`` reads ``result.path`` while it is still valid
+    (the client is open: a --no-cache or fallback cache goes with it)."""
     with build_client(params, progress=progress) as client:
         prof = client.policy.crossplane
         try:
@@ -81,6 +83,8 @@ def _pull(params: dict[str, Any], ref: str, out: str | None, *, progress: bool) 
             effective = client.transport.effective_url(Endpoint(result.endpoint)) \
                 if result.endpoint else None
             result.extra["asCrossplane"] = pull_summary(prof, client.decide(ref), effective)
+        if use is not None:
+            use(result)
     return result
 
 
@@ -129,14 +133,19 @@ Examples:
 @handle_errors
 def run_inspect(ns: argparse.Namespace) -> None:
     params = vars(ns)
-    result = _pull(params, ns.ref, None, progress=ns.output_format != "json")
-    d = result.to_dict()
-    if ns.validate:
+    full: dict[str, Any] = {}
+
+    def validate(result: Any) -> None:
         from ..xpkg import parse_package_stream
 
         with open(result.path, "rb") as f:
-            full = parse_package_stream(f, full=True)
-        d["objects"] = full.to_dict().get("objects", d["objects"])
+            full.update(parse_package_stream(f, full=True).to_dict())
+
+    result = _pull(params, ns.ref, None, progress=ns.output_format != "json",
+                   use=validate if ns.validate else None)
+    d = result.to_dict()
+    if ns.validate:
+        d["objects"] = full.get("objects", d["objects"])
         d["validated"] = True
     if ns.output_format == "json":
         emit_json({"ok": True, **d})
