@@ -189,9 +189,11 @@ def build(spec: Spec, tag: str, r: str, p: str, digests: dict[str, str]
 
 
 def publish(local: str, private: str, *, private_auth: tuple[str, str],
-            specs: Iterable[Spec] = SPECS, jobs: int = 8) -> dict[str, str]:
+            specs: Iterable[Spec] = SPECS, jobs: int = 8,
+            push_to: str | None = None) -> dict[str, str]:
     """Push every tag of every spec; return ``{ref: manifest digest}``. ``local`` and
-    ``private`` are ``host:port`` of plain-HTTP registries."""
+    ``private`` are ``host:port`` of plain-HTTP registries; ``push_to`` sends what names
+    ``local`` to another front of the same storage (a proxy's registry)."""
     digests: dict[str, str] = {}
     specs = list(specs)
     # digest-pinned dependencies need their target pushed first
@@ -204,9 +206,10 @@ def publish(local: str, private: str, *, private_auth: tuple[str, str],
         repo_full = _sub(spec.repo, local, private)
         host, repo = repo_full.split("/", 1)
         auth = private_auth if host == private else None
+        target = push_to if push_to and host == local else host
         for tag in spec.tags:
             manifest, blobs, _ = build(spec, tag, local, private, digests)
-            digest = raw_push(f"http://{host}", repo, tag, manifest, pk.OCI_MANIFEST, blobs,
+            digest = raw_push(f"http://{target}", repo, tag, manifest, pk.OCI_MANIFEST, blobs,
                               verify=False, auth=auth)
             out.append((f"{repo_full}:{tag}", digest))
         return out

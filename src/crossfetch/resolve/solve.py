@@ -144,8 +144,9 @@ class Solver:
             self.failures.append(Failure(source, reason, mine))
             return False
         for i, version in enumerate(candidates):
-            for ahead in candidates[i:i + PREFETCH]:
-                self.fetcher.package(source, ahead)
+            if i:  # the first choice failed: fetch the next ones while this one is checked
+                for ahead in candidates[i + 1:i + 1 + PREFETCH]:
+                    self.fetcher.package(source, ahead)
             self.steps += 1
             if self.steps > self.max_steps:
                 raise SearchLimit
