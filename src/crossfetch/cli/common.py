@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -78,6 +79,35 @@ def _retries(text: str) -> int:
     return value
 
 
+MAX_SECONDS = 86400.0
+
+
+def seconds(text: str) -> float:
+    """argparse type of every duration option: a finite number of seconds above 0, at most a
+    day (``-1``, ``0``, ``nan`` and ``inf`` are usage errors, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: give seconds above 0 and at most {MAX_SECONDS:g}")
+    return value
+
+
+def stdout_is_broken() -> bool:
+    """True when stdout is a pipe whose reader has gone (``crossfetch ... | head -1``)."""
+    import select
+
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ else 1
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR is always reported: a widowed pipe's write end
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def add_output_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-O", dest="output_format", choices=["text", "json"],
                    default="text", help="Human text, or one JSON object for scripts.")
@@ -95,7 +125,7 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
                    "registry. Env: CA_BUNDLE_PATH (Crossplane's name).")
     g.add_argument("--default-registry", metavar="HOST",
                    help="Registry for names without one (Crossplane v2 refuses such names).")
-    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    g.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                    help="Connect and read timeout per request (default 10 s connect, 60 s read).")
     g.add_argument("--retries", type=_retries, default=3, metavar="N",
                    help="Retries (0..10) on connection errors, 5xx and 429, with backoff.")
@@ -351,6 +381,8 @@ def handle_errors(f: F) -> F:
         except CrossfetchError as e:
             fail(e, fmt)
         except OSError as e:
+            if isinstance(e, BrokenPipeError) and stdout_is_broken():
+                raise  # the reader of our output left: main() exits quietly
             from ..errors import FetchError
 
             fail(FetchError(f"{e.strerror or e}: {e.filename or ''}".strip(": "),

@@ -87,10 +87,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(rest)
     try:
         code = ns.func(ns)
+        sys.stdout.flush()  # a broken pipe found at exit is handled here, not by the runtime
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        return _broken_pipe()
     return int(code or 0)
+
+
+EXIT_SIGPIPE = 128 + 13
+"""What a shell reports for a Unix tool whose reader went away (``seq 1 9999 | head -1``)."""
+
+
+def _broken_pipe() -> int:
+    """The reader of stdout left: say nothing, and keep the interpreter's final flush of the
+    unwritten buffer from failing too (stdout now points at /dev/null)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture stdout)
+        pass
+    return EXIT_SIGPIPE
 
 
 if __name__ == "__main__":

@@ -9,7 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import add_output_option, confirm, echo, emit_json, handle_errors, new_parser
+from .common import (
+    add_output_option,
+    confirm,
+    echo,
+    emit_json,
+    handle_errors,
+    new_parser,
+    seconds,
+)
 
 
 def _interactive() -> bool:
@@ -183,7 +191,7 @@ Examples:
                    help="Namespace of the ConfigMap (Crossplane's).")
     p.add_argument("--key", default="ca.crt", help="ConfigMap key.")
     p.add_argument("--server-name", help="SNI name to send (default HOST).")
-    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=5.0, metavar="SECONDS")
     p.add_argument("--yes", dest="assume_yes", action="store_true", help=argparse.SUPPRESS)
     add_output_option(p)
     p.set_defaults(func=run_trust)
