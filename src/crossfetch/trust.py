@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from .errors import ConfigError, TLSError, TransportError, UsageError
+from .errors import ConfigError, CrossfetchError, TLSError, TransportError, UsageError
 from .fixes import configmap, helm, hoststoml
 from .fixes.fix import CROSSFETCH_ONLY
 from .fixes.imageconfig import TLS, imageconfig_yaml
@@ -252,13 +252,45 @@ def verifies_with(host: str, port: int, anchor: CertInfo, *, timeout: float = DE
 
 
 def choose_anchor(chain: Sequence[CertInfo]) -> CertInfo | None:
-    """The trust anchor to save: the root (a self-signed CA) if the server sent one, otherwise
-    a self-signed leaf; ``None`` when the chain ends in a certificate issued by a CA the server
-    did not send (that CA must come from elsewhere, e.g. ``--from-secret``)."""
+    """The trust anchor to save: the root (a self-signed CA) if the chain holds one, otherwise
+    a self-signed leaf; ``None`` when every certificate was issued by a CA that is not there.
+
+    This is the one rule for certificates read from a server and from a Secret: only a
+    certificate that signed itself can anchor trust on its own. A leaf issued by another CA
+    (CA:FALSE) or an intermediate is refused, because a verifier needs the root above it
+    (Python's ssl, like OpenSSL without partial chains, reports "unable to get local issuer
+    certificate").
+    """
     for cert in reversed(chain):
         if cert.self_signed:
             return cert
     return None
+
+
+def require_anchor(chain: Sequence[CertInfo], *, registry: str, host: str,
+                   origin: str, from_secret: bool) -> CertInfo:
+    """:func:`choose_anchor`, or a ``no-trust-anchor`` error saying where to get the root."""
+    anchor = choose_anchor(chain)
+    if anchor is not None:
+        return anchor
+    first = chain[0]
+    what = ("a CA certificate that was not signed by itself (an intermediate)" if first.is_ca
+            else "a leaf certificate (CA:FALSE)")
+    if from_secret:
+        raise CrossfetchError(
+            f"{origin} holds no self-signed CA: its first certificate, {first.subject}, is "
+            f"{what} issued by {first.issuer}, so it cannot be the trust anchor",
+            cause="no-trust-anchor", host=host,
+            fix="export the Secret that holds the issuing root CA (for idpbuilder: kubectl "
+            "get secret -n default idpbuilder-cert -o yaml), or a bundle that includes the "
+            f"root {first.issuer}")
+    raise CrossfetchError(
+        f"{registry} sent no CA or self-signed certificate (its certificate is issued by "
+        f"{first.issuer}), so there is no anchor to save",
+        cause="no-trust-anchor", host=host,
+        fix="get the issuing CA from where the registry's certificate was made, e.g. "
+        "kubectl get secret -n default idpbuilder-cert -o yaml > cert.yaml && crossfetch "
+        f"trust {registry} --from-secret cert.yaml")
 
 
 # --- Secrets ---------------------------------------------------------------------------------
@@ -308,11 +340,6 @@ def load_secret_certs(path: str | Path) -> tuple[list[CertInfo], str]:
     raise ConfigError("the Secret has neither ca.crt nor tls.crt", file=str(p),
                       fix="point --from-secret at the Secret holding the registry's CA "
                       "(idpbuilder: idpbuilder-cert in namespace default)")
-
-
-def anchor_from_bundle(certs: Sequence[CertInfo]) -> CertInfo:
-    """From a bundle: its self-signed root, else its first CA, else its first certificate."""
-    return choose_anchor(certs) or next((c for c in certs if c.is_ca), certs[0])
 
 
 # --- emitters --------------------------------------------------------------------------------

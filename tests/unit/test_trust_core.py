@@ -13,7 +13,6 @@ from crossfetch.policy.objects import ObjectSet
 from crossfetch.trust import (
     CertInfo,
     TrustNames,
-    anchor_from_bundle,
     choose_anchor,
     emit_text,
     load_secret_certs,
@@ -67,7 +66,7 @@ def test_chain_details(chain: list[CertInfo]) -> None:
 def test_anchor_is_the_root_or_nothing(chain: list[CertInfo]) -> None:
     assert choose_anchor(chain) is chain[1]
     assert choose_anchor(chain[:1]) is None  # leaf from a CA the server did not send
-    assert anchor_from_bundle(chain) is chain[1]
+    assert choose_anchor(chain[::-1]) is chain[1]  # a bundle in any order: its root
 
 
 def test_bundle_without_certificates() -> None:
@@ -170,3 +169,27 @@ def test_trust_never_writes_outside_the_target_directory(tmp_path: Path,
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     good = write_certs_d(out, chain[-1], "reg.example:8443")
     assert good == [out / "reg.example:8443" / "ca.crt"]
+
+
+def test_one_anchor_rule_for_the_network_and_for_secrets(tmp_path: Path, ca: trustme.CA,
+                                                          chain: list[CertInfo]) -> None:
+    """A leaf issued by another CA (CA:FALSE) anchors nothing, wherever it comes from."""
+    from crossfetch.errors import CrossfetchError
+    from crossfetch.trust import require_anchor
+
+    secret = tmp_path / "leaf.yaml"
+    leaf_pem = ca.issue_cert("reg.example").cert_chain_pems[0].bytes().decode()
+    body = "".join("    " + line + "\n" for line in leaf_pem.splitlines())
+    secret.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n"
+                      f"  tls.crt: |\n{body}")
+    certs, _ = load_secret_certs(secret)
+    assert not certs[0].is_ca and not certs[0].self_signed
+    causes = []
+    for from_secret, certs_ in ((True, certs), (False, chain[:1])):
+        with pytest.raises(CrossfetchError) as e:
+            require_anchor(certs_, registry="reg.example:8443", host="reg.example",
+                           origin="Secret leaf.yaml key tls.crt", from_secret=from_secret)
+        assert e.value.fix and e.value.exit_code == 1
+        causes.append(e.value.cause)
+    assert causes == ["no-trust-anchor", "no-trust-anchor"]
+    assert require_anchor(chain, registry="r", host="r", origin="o", from_secret=True) is chain[1]

@@ -36,16 +36,14 @@ def run_trust(ns: argparse.Namespace) -> None:
     out, cm_name, namespace, key = ns.out, ns.cm_name, ns.namespace, ns.key
     server_name, timeout, assume_yes = ns.server_name, ns.timeout, ns.assume_yes
     output_format = ns.output_format
-    from ..errors import CrossfetchError, PolicyRefused, UsageError
+    from ..errors import PolicyRefused, UsageError
     from ..trust import (
-        CertInfo,
         TrustNames,
-        anchor_from_bundle,
-        choose_anchor,
         emit_text,
         fetch_chain,
         load_secret_certs,
         normalize_fingerprint,
+        require_anchor,
         split_host_port,
         verifies_with,
         write_certs_d,
@@ -65,24 +63,18 @@ def run_trust(ns: argparse.Namespace) -> None:
     text_to_stderr = output_format == "json" or out is None
     if secret_file:
         chain, secret_key = load_secret_certs(secret_file)
-        anchor: CertInfo | None = anchor_from_bundle(chain)
         origin = f"Secret {secret_file} key {secret_key}"
     else:
         chain = fetch_chain(host, port, timeout=timeout, server_name=server_name)
-        anchor = choose_anchor(chain)
         origin = f"{registry} (TLS handshake)"
     if output_format != "json":
         _say(f"{len(chain)} certificate(s) from {origin}:", text_to_stderr)
         for i, cert in enumerate(chain):
             _say(f"[{i}]\n{cert.describe('  ')}", text_to_stderr)
-    if anchor is None:
-        raise CrossfetchError(
-            f"{registry} sent no CA or self-signed certificate (its certificate is issued by "
-            f"{chain[0].issuer}), so there is no anchor to save",
-            cause="no-trust-anchor", host=host,
-            fix="get the issuing CA from where the registry's certificate was made, e.g. "
-            "kubectl get secret -n default idpbuilder-cert -o yaml > cert.yaml && crossfetch "
-            f"trust {registry} --from-secret cert.yaml")
+    # One rule for both sources (crossfetch.trust.choose_anchor): only a self-signed
+    # certificate anchors trust.
+    anchor = require_anchor(chain, registry=registry, host=host, origin=origin,
+                            from_secret=bool(secret_file))
     if pin is not None:
         if pin != anchor.fingerprint:
             other = next((i for i, c in enumerate(chain) if c.fingerprint == pin), None)
