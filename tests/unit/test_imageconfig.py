@@ -105,7 +105,8 @@ def test_bad_ca_references(docs: list[str], needle: str) -> None:
 
 
 @pytest.mark.parametrize("text,needle,line", [
-    (ic("x", "reg.io/", "    tls: {mode: Sometimes}\n"), "Strict, Insecure or Disabled", 8),
+    (ic("x", "reg.io/", "    tls: {mode: Sometimes}\n"),
+     'supported values: "Strict", "Insecure", "Disabled"', 8),
     ("apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata: {name: x}\nspec: {}\n",
      "no matchImages", 1),
     ("kind: Deployment\napiVersion: apps/v1\nmetadata: {name: x}\n", "unsupported object kind",

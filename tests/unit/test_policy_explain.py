@@ -302,7 +302,7 @@ def test_malformed_files_exit_2_with_file_line_and_fix(tmp_path: Path, pki: PKI,
                   "  matchImages: [{prefix: reg.example/}]\n  registry:\n    tls:\n"
                   "      mode: Relaxed\n")
         args = ["--config", str(f)]
-        line, needle = 8, "unknown TLS mode 'Relaxed'"
+        line, needle = 8, 'spec.registry.tls.mode: Unsupported value: "Relaxed"'
     else:
         f = write(tmp_path / "r.conf", '[[registry]]\nlocation = "reg.example"\n'
                   '[[registry.mirror]]\nlocation = "m"\npull-from-mirror = "maybe"\n')

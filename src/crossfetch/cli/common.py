@@ -248,6 +248,7 @@ def _crossplane_policy(params: dict[str, Any], prof: Profile) -> Policy:
                          env={},
                          allow_plain_http_credentials=bool(
                              params.get("allow_plain_http_credentials")))
+    report_warnings(policy.objects.warnings)
     return emulation_policy(policy, prof, pull_secret_files=params.get("pull_secrets") or ())
 
 
@@ -261,6 +262,7 @@ def _build_policy(params: dict[str, Any]) -> Policy:
                          env={},
                          allow_plain_http_credentials=bool(
                              params.get("allow_plain_http_credentials")))
+    report_warnings(policy.objects.warnings)
     policy.node = load_node_policy(
         hosts_dirs=params.get("hosts_dirs") or (),
         certs_dirs=params.get("certs_dirs") or (),
@@ -336,7 +338,22 @@ def make_progress() -> Progress | None:
     return RichProgress()
 
 
+WARNINGS: list[str] = []
+"""Warnings printed so far (``Warning: ...`` on stderr); :func:`emit_json` adds them too."""
+
+
+def report_warnings(warnings: list[str]) -> None:
+    """Print each warning as kubectl does (``Warning: unknown field ...`` on stderr) and keep
+    it for the JSON result."""
+    for w in warnings:
+        if w not in WARNINGS:
+            WARNINGS.append(w)
+            echo(f"Warning: {w}", err=True)
+
+
 def emit_json(obj: Any) -> None:
+    if WARNINGS and isinstance(obj, dict):
+        obj = {**obj, "warnings": list(WARNINGS)}
     echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 

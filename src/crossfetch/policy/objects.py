@@ -16,8 +16,46 @@ import yaml
 from ..errors import ConfigError
 from .model import Source, TLSMode
 
-IMAGECONFIG_API = "pkg.crossplane.io/"
+IMAGECONFIG_API = "pkg.crossplane.io/v1beta1"
+"""The only version ImageConfig is served in (crossplane
+``cluster/crds/pkg.crossplane.io_imageconfigs.yaml``: one version, v1beta1, from v1.18.0 to
+0cbbdef on main)."""
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+# --- the schema the API server checks ------------------------------------------------------
+# A dict is an object with these fields (others are unknown: a warning, as kubectl gives), a
+# one-item list an array of that schema, a tuple an enum (case-sensitive), ANY anything.
+ANY: Any = "any"
+_META = {k: ANY for k in (
+    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+    "annotations", "ownerReferences", "finalizers", "managedFields")}
+TLS_MODES = ("Strict", "Insecure", "Disabled")
+SCHEMAS: dict[str, dict[str, Any]] = {
+    # crossplane cluster/crds/pkg.crossplane.io_imageconfigs.yaml (0cbbdef), plus crossfetch's
+    # registry.tls block (the design one-pager's field names) and
+    # registry.authentication.allowCredentialsOverPlainHTTP.
+    "ImageConfig": {"apiVersion": ANY, "kind": ANY, "metadata": _META, "spec": {
+        "matchImages": [{"prefix": ANY, "type": ("Prefix",)}],
+        "registry": {
+            "authentication": {"pullSecretRef": {"name": ANY},
+                               "allowCredentialsOverPlainHTTP": ANY},
+            "tls": {"mode": TLS_MODES, "caBundleConfigMapRef": {"name": ANY, "key": ANY},
+                    "clientCertSecretRef": {"name": ANY}},
+        },
+        "rewriteImage": {"prefix": ANY},
+        "runtime": {"configRef": {"apiVersion": ANY, "kind": ANY, "name": ANY}},
+        "verification": {"provider": ("Cosign",), "cosign": ANY},
+    }},
+    # Kubernetes core/v1 ConfigMap and Secret.
+    "ConfigMap": {"apiVersion": ANY, "kind": ANY, "metadata": _META, "data": ANY,
+                  "binaryData": ANY, "immutable": ANY},
+    "Secret": {"apiVersion": ANY, "kind": ANY, "metadata": _META, "data": ANY,
+               "stringData": ANY, "type": ANY, "immutable": ANY},
+}
+API_VERSIONS = {"ImageConfig": IMAGECONFIG_API, "ConfigMap": "v1", "Secret": "v1"}
+_SKIP_VERIFY_NAMES = frozenset({"insecureSkipVerify", "insecure", "skipVerify", "skip_verify",
+                                "insecure_skip_verify"})
 
 
 class _LineDict(dict[str, Any]):
@@ -98,6 +136,8 @@ class ObjectSet:
     image_configs: list[ImageConfig] = field(default_factory=list)
     config_maps: dict[str, ConfigMap] = field(default_factory=dict)
     secrets: dict[str, Secret] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """What kubectl would warn about (unknown fields), one line each, without ``Warning:``."""
 
     def add_file(self, path: str | Path) -> None:
         """Load one multi-document YAML file."""
@@ -109,6 +149,11 @@ class ObjectSet:
         except OSError as e:
             raise ConfigError(f"cannot read config file: {e.strerror}", file=str(p),
                               fix="check the --config path") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"not a UTF-8 text file (byte {e.start} is "
+                              f"{e.object[e.start:e.start + 1]!r})", file=str(p),
+                              fix="--config takes YAML text (ImageConfig, ConfigMap and Secret "
+                              "objects); save the file as UTF-8, or check the path") from None
         self.add_text(text, str(p))
 
     def add_text(self, text: str, filename: str = "<config>") -> None:
@@ -135,7 +180,7 @@ class ObjectSet:
         if not isinstance(obj, dict):
             raise ConfigError("list item is not an object", file=filename)
         kind = obj.get("kind")
-        api = str(obj.get("apiVersion", ""))
+        api = str(obj.get("apiVersion") or "")
         line = line_of(obj)
         meta = obj.get("metadata") or {}
         name = meta.get("name") if isinstance(meta, dict) else None
@@ -145,12 +190,16 @@ class ObjectSet:
                 line=line, fix="--config files hold ImageConfig, ConfigMap and Secret objects")
         if not name:
             raise ConfigError(f"{kind} has no metadata.name", file=filename, line=line)
+        if api != API_VERSIONS[kind]:
+            # kubectl: 'no matches for kind "ImageConfig" in version "pkg.crossplane.io/v1"'
+            raise ConfigError(
+                f'{kind} {name}: no matches for kind "{kind}" in version "{api}": {kind} is '
+                f"served only as {API_VERSIONS[kind]}", file=filename, line=line,
+                fix=f"write apiVersion: {API_VERSIONS[kind]}")
+        self._check_schema(obj, kind, str(name), filename, line)
         source = Source(kind.lower(), f"{name} ({filename}:{line})" if line else name, None)
         ns = meta.get("namespace") if isinstance(meta, dict) else None
         if kind == "ImageConfig":
-            if not api.startswith(IMAGECONFIG_API):
-                raise ConfigError(f"ImageConfig {name} has apiVersion {api!r}", file=filename,
-                                  line=line, fix="use apiVersion: pkg.crossplane.io/v1beta1")
             if any(ic.name == name for ic in self.image_configs):
                 raise ConfigError(f"ImageConfig {name!r} is defined twice", file=filename,
                                   line=line, fix="ImageConfig names are cluster-unique")
@@ -163,6 +212,71 @@ class ObjectSet:
                                                source)
         else:
             self.secrets[name] = _parse_secret(obj, name, ns, filename, line, source)
+
+
+    def _check_schema(self, obj: dict[str, Any], kind: str, name: str, filename: str,
+                      line: int | None) -> None:
+        """Enum values as the API server checks them (an error), unknown fields as kubectl
+        warns about them (:attr:`warnings`)."""
+        where = f"{kind} {name}, {filename}" + (f":{line}" if line else "")
+        for path, value, parent in _walk(obj, SCHEMAS[kind], ""):
+            if isinstance(value, _Unknown):
+                leaf = path.rsplit(".", 1)[-1]
+                hint = ""
+                if kind == "ImageConfig" and path.startswith("spec.registry.tls.") and \
+                        leaf in _SKIP_VERIFY_NAMES:
+                    hint = (": crossfetch ignores it; for TLS without certificate verification "
+                            "write spec.registry.tls.mode: Insecure")
+                self.warnings.append(f'unknown field "{path}" ({where}){hint}')
+                continue
+            allowed = value.allowed
+            shown = ", ".join(f'"{a}"' for a in allowed)
+            right = next((a for a in allowed if a.lower() == str(value.value).lower()), None)
+            fix = (f"write {path.rsplit('.', 1)[-1]}: {right} (enum values are case-sensitive)"
+                   if right else f"use one of {shown}")
+            raise ConfigError(f"{kind} {name}: {path}: Unsupported value: "
+                              f"{_quote(value.value)}: supported values: {shown}",
+                              file=filename, line=line_of(parent) or line, fix=fix)
+
+
+class _Unknown(NamedTuple):
+    value: Any
+
+
+class _BadEnum(NamedTuple):
+    value: Any
+    allowed: tuple[str, ...]
+
+
+def _quote(v: Any) -> str:
+    import json
+
+    return json.dumps(v, default=str)
+
+
+def _walk(value: Any, schema: Any, path: str,
+          parent: Any = None) -> list[tuple[str, Any, Any]]:
+    """(path, _Unknown or _BadEnum, the map holding it) for every finding under ``value``.
+    Type mismatches are left to the parsers, which name them with a fix."""
+    if schema is ANY:
+        return []
+    if isinstance(schema, tuple):
+        return [] if value in schema else [(path, _BadEnum(value, schema), parent)]
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return []
+        return [f for i, item in enumerate(value)
+                for f in _walk(item, schema[0], f"{path}[{i}]", parent)]
+    if not isinstance(value, dict):
+        return []
+    out: list[tuple[str, Any, Any]] = []
+    for k, v in value.items():
+        sub = f"{path}.{k}" if path else str(k)
+        if str(k) not in schema:
+            out.append((sub, _Unknown(v), value))
+        else:
+            out += _walk(v, schema[str(k)], sub, value)
+    return out
 
 
 def _map(value: Any, what: str, filename: str, line: int | None) -> dict[str, Any]:
@@ -215,15 +329,7 @@ def _parse_image_config(obj: dict[str, Any], name: str, filename: str, line: int
     authn = _map(registry.get("authentication"), f"{where}.registry.authentication", filename,
                  line)
     tls = _map(registry.get("tls"), f"{where}.registry.tls", filename, line)
-    mode = None
-    if "mode" in tls:
-        try:
-            mode = TLSMode.parse(str(tls["mode"]))
-        except ValueError as e:
-            raise ConfigError(f"ImageConfig {name}: {e}", file=filename,
-                              line=line_of(tls) or line,
-                              fix="set spec.registry.tls.mode to Strict, Insecure or Disabled",
-                              ) from None
+    mode = TLSMode(tls["mode"]) if "mode" in tls else None  # checked by _check_schema
     ca_ref = None
     if tls.get("caBundleConfigMapRef"):
         ref = tls["caBundleConfigMapRef"]
@@ -244,8 +350,13 @@ def _parse_image_config(obj: dict[str, Any], name: str, filename: str, line: int
                           f"{where}.registry.authentication.pullSecretRef", filename, line)
         pull_secret = str(secret_ref.get("name") or "") or None
     allow_http = authn.get("allowCredentialsOverPlainHTTP")
-    rewrite = _map(spec.get("rewriteImage"), f"{where}.rewriteImage", filename,
-                   line).get("prefix")
+    rewrite_map = _map(spec.get("rewriteImage"), f"{where}.rewriteImage", filename, line)
+    rewrite = rewrite_map.get("prefix")
+    if "rewriteImage" in spec and not rewrite:
+        raise ConfigError(f"ImageConfig {name}: spec.rewriteImage.prefix: Required value",
+                          file=filename, line=line_of(rewrite_map) or line,
+                          fix="give rewriteImage a prefix, e.g. rewriteImage: {prefix: "
+                          "mirror.example/team/}, or drop rewriteImage")
     return ImageConfig(
         name=name,
         match_images=tuple(matches),
