@@ -60,6 +60,13 @@ class CrossfetchError(Exception):
         return out
 
 
+class Interrupted(CrossfetchError):
+    """The user interrupted the command (Ctrl-C); exit code 130, as shells report SIGINT."""
+
+    exit_code = 130
+    default_cause = "interrupted"
+
+
 # --- usage and configuration (exit 2) -------------------------------------------------------
 
 

@@ -96,7 +96,7 @@ class RegistryClient:
             except FetchError as e:
                 if isinstance(e, DigestMismatch) or ep is endpoints[-1]:
                     if errors:
-                        e.detail.setdefault("skipped_endpoints", [
+                        e.detail.setdefault("skippedEndpoints", [
                             {"url": x.url, "role": x.role, "error": str(err.message)}
                             for x, err in errors])
                     raise

@@ -47,12 +47,23 @@ def _width() -> int:
     return shutil.get_terminal_size((100, 24)).columns
 
 
+class CliParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are crossfetch usage errors, so that they print as one
+    ``error:`` line with a fix (or one JSON object under ``-O json``) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        from ..errors import UsageError
+
+        raise UsageError(f"{self.prog}: {message}", cause="bad-usage",
+                         fix=f"see `{self.prog} --help`")
+
+
 def new_parser(prog: str, doc: str, *, epilog: str | None = None,
                args: str = "REF") -> argparse.ArgumentParser:
     """A command's parser; ``doc`` (description and examples) is shown as written."""
-    return argparse.ArgumentParser(prog=prog, description=doc.strip(), epilog=epilog,
-                                   usage=f"%(prog)s {args} [options]",
-                                   formatter_class=HelpFormatter, allow_abbrev=False)
+    return CliParser(prog=prog, description=doc.strip(), epilog=epilog,
+                     usage=f"%(prog)s {args} [options]", formatter_class=HelpFormatter,
+                     allow_abbrev=False)
 
 
 def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
@@ -113,8 +124,11 @@ def add_output_option(p: argparse.ArgumentParser) -> None:
                    default="text", help="Human text, or one JSON object for scripts.")
 
 
-def add_policy_options(p: argparse.ArgumentParser) -> None:
-    """Options that decide where to go and whom to trust."""
+def add_policy_options(p: argparse.ArgumentParser, *, network: bool = True,
+                       timeout_help: str | None = None) -> None:
+    """Options that decide where to go and whom to trust. ``network=False`` leaves out the
+    options of commands that send nothing (``--timeout``, ``--retries``); ``timeout_help``
+    replaces the ``--timeout`` text for a command with its own default."""
     g = p.add_argument_group("policy")
     g.add_argument("--config", "-c", dest="config_files", action="append", default=[],
                    metavar="FILE",
@@ -125,10 +139,12 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
                    "registry. Env: CA_BUNDLE_PATH (Crossplane's name).")
     g.add_argument("--default-registry", metavar="HOST",
                    help="Registry for names without one (Crossplane v2 refuses such names).")
-    g.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
-                   help="Connect and read timeout per request (default 10 s connect, 60 s read).")
-    g.add_argument("--retries", type=_retries, default=3, metavar="N",
-                   help="Retries (0..10) on connection errors, 5xx and 429, with backoff.")
+    if network:
+        g.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
+                       help=timeout_help or "Connect and read timeout per request (default 10 s "
+                       "connect, 60 s read).")
+        g.add_argument("--retries", type=_retries, default=3, metavar="N",
+                       help="Retries (0..10) on connection errors, 5xx and 429, with backoff.")
     g.add_argument("--allow-plain-http-credentials", action="store_true",
                    help="Allow sending credentials to registries that policy allows plain "
                    "HTTP. Off by default: credentials in clear text can be stolen.")
@@ -358,7 +374,13 @@ def emit_json(obj: Any) -> None:
 
 
 def fail(err: CrossfetchError, output_format: str) -> NoReturn:
-    """Print an error (text to stderr, or JSON to stdout) and exit with its code. An error
+    """Print an error (text to stderr, or JSON to stdout) and exit with its code."""
+    report(err, output_format)
+    sys.exit(err.exit_code)
+
+
+def report(err: CrossfetchError, output_format: str) -> None:
+    """Print an error: ``error:`` lines on stderr, or one JSON object on stdout. An error
     that carries only facts gets its fix written here, at the edge
     (:func:`crossfetch.fixes.for_error`)."""
     if err.fix is None:
@@ -375,16 +397,14 @@ def fail(err: CrossfetchError, output_format: str) -> NoReturn:
             bits = [f"url: {err.url}" if err.url else "", f"mode: {err.mode}" if err.mode else ""]
             echo("  " + ", ".join(b for b in bits if b), err=True)
         for k, v in (err.detail or {}).items():
-            if k in ("skipped_endpoints",) and isinstance(v, list):
+            if k in ("skippedEndpoints",) and isinstance(v, list):
                 for s in v:
-                    echo(f"  tried {s.get('role')} {s.get('url')}: {s.get('error')}",
-                               err=True)
+                    echo(f"  tried {s.get('role')} {s.get('url')}: {s.get('error')}", err=True)
         if err.fix:
             lines = err.fix.splitlines()
             echo(f"  fix: {lines[0]}", err=True)
             for line in lines[1:]:
                 echo(f"       {line}", err=True)
-    sys.exit(err.exit_code)
 
 
 def handle_errors(f: F) -> F:

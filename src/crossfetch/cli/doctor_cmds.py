@@ -87,17 +87,20 @@ Examples:
                    help="Namespace of the pod that pulls (with --network-policies).")
     g.add_argument("--pod-labels", default="app=crossplane", metavar="K=V,...",
                    help="Labels of the pod that pulls (with --network-policies).")
-    g.add_argument("--in-cluster", dest="in_cluster", action="store_const", const=True,
+    where = g.add_mutually_exclusive_group()
+    where.add_argument("--in-cluster", dest="in_cluster", action="store_const", const=True,
                    default=None, help="Treat loopback addresses as failures (inside a pod they "
                    "reach the pod itself). Default: detected from KUBERNETES_SERVICE_HOST.")
-    g.add_argument("--not-in-cluster", dest="in_cluster", action="store_const", const=False,
+    where.add_argument("--not-in-cluster", dest="in_cluster", action="store_const", const=False,
                    help="Treat loopback addresses as warnings (a laptop).")
     p.add_argument("--verbose", "-v", action="store_true", help="Show every check's full detail.")
     add_output_option(p)
     add_runtime_options(p, "cri: diagnose the node path instead: runtime socket, name and "
                         "version, the runtime's pull, and the package read from its content "
                         "store.")
-    add_policy_options(p)
+    add_policy_options(p, timeout_help="Bound for each network step: DNS, connect, TLS, "
+                       "each request (default 5 s). The package read may take 12 times it, "
+                       "and a --via cri pull 12 times it (at least 60 s).")
     p.set_defaults(func=run_doctor)
     return p
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..errors import CrossfetchError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line summary)
@@ -64,36 +65,90 @@ def _help() -> str:
     return HELP.format(commands=rows)
 
 
+# Options every command takes, accepted before the command name too (`crossfetch -O json
+# pull REF`): they are moved behind it, where the command's parser reads them.
+_GLOBAL_WITH_VALUE = ("-O", "--output")
+
+
+def _hoist_globals(args: list[str]) -> list[str]:
+    moved: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] not in (
+            "-h", "--help", "--version"):
+        arg = args[i]
+        if arg in _GLOBAL_WITH_VALUE and i + 1 < len(args):
+            moved += args[i:i + 2]
+            i += 2
+        elif arg.startswith(("--output=", "-O")) and arg not in _GLOBAL_WITH_VALUE:
+            moved.append(arg)
+            i += 1
+        else:
+            break
+    if not moved or i >= len(args):
+        return args
+    return [args[i], *args[i + 1:], *moved]
+
+
+def _output_format(args: Sequence[str]) -> str:
+    """``json`` when the command line asks for JSON, read before (or without) parsing, so that
+    even a usage error is reported in the form the caller asked for."""
+    fmt = "text"
+    for i, arg in enumerate(args):
+        if arg in _GLOBAL_WITH_VALUE and i + 1 < len(args):
+            fmt = args[i + 1]
+        elif arg.startswith("--output="):
+            fmt = arg.partition("=")[2]
+        elif arg.startswith("-O") and len(arg) > 2:
+            fmt = arg[2:]
+    return "json" if fmt == "json" else "text"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (errors inside commands exit directly)."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _hoist_globals(list(sys.argv[1:] if argv is None else argv))
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(_help())
         return 0 if args else 2
     if args[0] == "--version":
         sys.stdout.write(f"crossfetch, version {__version__}\n")
         return 0
-    name, rest = args[0], args[1:]
+    try:
+        return _run(args[0], args[1:])
+    except KeyboardInterrupt:
+        from ..errors import Interrupted
+
+        return _report(Interrupted("interrupted (Ctrl-C)", fix="run the command again: "
+                                   "nothing was left half-written"), args)
+    except CrossfetchError as e:  # a usage error from a parser, or an unknown command
+        return _report(e, args)
+
+
+def _run(name: str, rest: list[str]) -> int:
     if name not in COMMANDS:
         import difflib
 
+        from ..errors import UsageError
+
         close = difflib.get_close_matches(name, COMMANDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        sys.stderr.write(f"{USAGE}\ncrossfetch: error: unknown command {name!r}{hint}; "
-                         f"commands: {', '.join(COMMANDS)}\n")
-        return 2
+        raise UsageError(f"unknown command {name!r}{hint}", cause="bad-usage",
+                         fix=f"one of: {', '.join(COMMANDS)}; see `crossfetch --help`")
     module = importlib.import_module(COMMANDS[name][0])
     parser = module.PARSERS[name](f"crossfetch {name}")
     ns = parser.parse_args(rest)
     try:
         code = ns.func(ns)
         sys.stdout.flush()  # a broken pipe found at exit is handled here, not by the runtime
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
     except BrokenPipeError:
         return _broken_pipe()
     return int(code or 0)
+
+
+def _report(err: CrossfetchError, args: Sequence[str]) -> int:
+    from .common import report
+
+    report(err, _output_format(args))
+    return err.exit_code
 
 
 EXIT_SIGPIPE = 128 + 13

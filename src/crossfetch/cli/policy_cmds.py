@@ -73,7 +73,7 @@ Examples:
     e.add_argument("ref", metavar="REF")
     add_output_option(e)
     add_crossplane_options(e, emulate=True)
-    add_policy_options(e)
+    add_policy_options(e, network=False)
     e.set_defaults(func=run_explain)
     x = sub.add_parser("export", formatter_class=HelpFormatter, prog=f"{prog} export",
                        usage="%(prog)s PREFIX --format FORMAT [options]",
@@ -92,7 +92,7 @@ Examples:
                    choices=["imageconfig", "hosts-toml", "registries-conf"],
                    help="Format to write the effective policy in.")
     add_output_option(x)
-    add_policy_options(x)
+    add_policy_options(x, network=False)
     x.set_defaults(func=run_export)
     return p
 

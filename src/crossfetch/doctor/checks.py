@@ -214,7 +214,7 @@ class _Run:
             failed = next((c for c in checks if c.status is Status.FAIL), None)
             if failed is None or last:
                 if skipped:
-                    checks[0].data["skipped_endpoints"] = skipped
+                    checks[0].data["skippedEndpoints"] = skipped
                     checks[0].detail += "\n" + "; ".join(
                         f"{s['url']} failed at {s['stage']}: {s['cause']}" for s in skipped)
                 self.report.checks.extend(checks)
