@@ -89,6 +89,10 @@ def _render(ns: argparse.Namespace, res: Resolution) -> int:
     return code
 
 
+def _short(version: str) -> str:
+    return f"{version[:19]}…" if version.startswith("sha256:") else version
+
+
 def _tree(res: Resolution, doc: dict[str, Any]) -> None:
     root = doc["root"]
     echo(f"{root['source']}@{root['version']}  ({root['kind']}, Crossplane "
@@ -102,9 +106,10 @@ def _tree(res: Resolution, doc: dict[str, Any]) -> None:
         for n, e in enumerate(edges):
             last = n == len(edges) - 1
             child = installs.get(e.source)
-            what = f"{child.fetched.version}" if child else "MISSING"
+            what = _short(child.fetched.version) if child else "MISSING"
             again = "  (see above)" if e.source in shown and child else ""
-            echo(f"{prefix}{'└─ ' if last else '├─ '}{e.source} {e.constraint} -> {what}{again}")
+            echo(f"{prefix}{'└─ ' if last else '├─ '}{e.source} {_short(e.constraint)} -> "
+                 f"{what}{again}")
             if child and e.source not in shown:
                 shown.add(e.source)
                 walk(e.source, prefix + ("   " if last else "│  "))
