@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 
 from crossfetch.errors import AuthError, ConfigError
-from crossfetch.policy.credentials import (
-    keychain_provider,
-    load_pull_secret_file,
-    match_auths,
-    normalize_host,
-    redact,
-    run_helper,
-)
+from crossfetch.policy.credentials import keychain_provider, redact
+from crossfetch.policy.credhelpers import run_helper
+from crossfetch.policy.dockerconfig import load_pull_secret_file, match_auths
+from crossfetch.policy.hosts import normalize_host
 from crossfetch.policy.model import Credential, Keychain
 from crossfetch.policy.objects import ObjectSet
 from crossfetch.policy.resolver import Policy

@@ -23,33 +23,20 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..reference import Reference
-from .credhelpers import DOCKER_HUB_KEY, HELPER_TIMEOUT, MAX_HELPER_OUTPUT, run_helper
 from .dockerconfig import (
-    DOCKERCFG,
-    DOCKERCONFIGJSON,
-    MAX_FILE,
     AuthsSource,
+    CredentialSource,
     DockerConfigSource,
-    _same_registry,
-    _Source,
     load_pull_secret_file,
-    match_auths,
-    normalize_host,
     secret_source,
 )
+from .hosts import same_registry
 from .model import Credential, Keychain, Source
 from .objects import ImageConfig, ObjectSet
 from .resolver import KeychainProvider
 
-# Docker's formats and the helper protocol live in .dockerconfig and .credhelpers; their public
-# names stay importable from here.
-__all__ = [  # noqa: RUF022 - grouped by module
-    "REDACTED", "FlagSource", "SourceKeychain", "credential_secrets", "keychain_provider",
-    "redact",
-    "DOCKER_HUB_KEY", "HELPER_TIMEOUT", "MAX_HELPER_OUTPUT", "run_helper",
-    "DOCKERCFG", "DOCKERCONFIGJSON", "MAX_FILE", "AuthsSource", "DockerConfigSource",
-    "load_pull_secret_file", "match_auths", "normalize_host", "secret_source",
-]
+__all__ = ["REDACTED", "FlagSource", "SourceKeychain", "credential_secrets",
+           "keychain_provider", "redact"]
 
 REDACTED = "***"
 
@@ -81,7 +68,7 @@ def credential_secrets(cred: Credential | None) -> list[str]:
 
 
 @dataclass(eq=False)
-class FlagSource(_Source):
+class FlagSource(CredentialSource):
     """``--username`` and ``--password-stdin``: for the reference's own registry only."""
 
     registry: str
@@ -92,10 +79,10 @@ class FlagSource(_Source):
         return Source("flag", "--username/--password-stdin")
 
     def describe(self, registry: str, repository: str) -> Source | None:
-        return self._source() if _same_registry(registry, self.registry) else None
+        return self._source() if same_registry(registry, self.registry) else None
 
     def resolve(self, registry: str, repository: str) -> Credential | None:
-        if not _same_registry(registry, self.registry):
+        if not same_registry(registry, self.registry):
             return None
         # Docker's convention: user name "<token>" means the secret is an identity token.
         if self.username == "<token>":
@@ -111,7 +98,7 @@ class SourceKeychain:
     """The :class:`~crossfetch.policy.model.Keychain` of one resolved reference."""
 
     repository: str
-    sources: tuple[_Source, ...]
+    sources: tuple[CredentialSource, ...]
 
     def describe(self, registry: str) -> Source | None:
         for s in self.sources:
@@ -140,7 +127,7 @@ class _Provider:
         self._secrets: dict[tuple[str, str], AuthsSource] = {}
 
     def __call__(self, resolved: Reference, pull_secret: ImageConfig | None) -> Keychain | None:
-        sources: list[_Source] = []
+        sources: list[CredentialSource] = []
         if self.flag is not None:
             sources.append(FlagSource(resolved.registry, self.flag[0], self.flag[1]))
         if pull_secret is not None and pull_secret.pull_secret:

@@ -8,10 +8,9 @@ import re
 from collections.abc import Mapping
 
 from ..errors import AuthError
+from .hosts import DOCKER_HUB_KEY, HUB_HOSTS
 from .model import Credential, Source
 
-DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-_HUB_HOSTS = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 HELPER_TIMEOUT = 30.0
 MAX_HELPER_OUTPUT = 1024 * 1024
 _HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -40,7 +39,7 @@ def run_helper(name: str, registry: str, *, env: Mapping[str, str],
                         cause="credential-helper-missing",
                         fix=f"install {exe_name} or put it on PATH, or remove the setting "
                         "from the Docker config to pull anonymously")
-    server = DOCKER_HUB_KEY if registry.lower() in _HUB_HOSTS else registry
+    server = DOCKER_HUB_KEY if registry.lower() in HUB_HOSTS else registry
     try:
         proc = subprocess.run([exe, "get"], input=server.encode(), capture_output=True,
                               timeout=HELPER_TIMEOUT, env=dict(env), check=False)

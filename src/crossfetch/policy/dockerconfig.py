@@ -14,52 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .credhelpers import _HUB_HOSTS, run_helper
+from .credhelpers import run_helper
+from .hosts import glob_host, key_path, normalize_host, same_registry
 from .model import Credential, Source
 from .objects import ObjectSet, Secret
 
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
 DOCKERCFG = "kubernetes.io/dockercfg"
 MAX_FILE = 4 * 1024 * 1024
-
-
-# --- host matching ----------------------------------------------------------------------
-
-
-def normalize_host(key: str) -> str:
-    """Docker's rule: drop ``http(s)://`` and anything after the first ``/``; lower-case."""
-    k = key.strip()
-    for prefix in ("https://", "http://"):
-        if k.lower().startswith(prefix):
-            k = k[len(prefix):]
-            break
-    return k.split("/", 1)[0].lower()
-
-
-def _same_registry(a: str, b: str) -> bool:
-    a, b = a.lower(), b.lower()
-    return a == b or (a in _HUB_HOSTS and b in _HUB_HOSTS)
-
-
-def _key_path(key: str) -> str:
-    k = key.strip()
-    for prefix in ("https://", "http://"):
-        if k.lower().startswith(prefix):
-            k = k[len(prefix):]
-    _, _, path = k.partition("/")
-    path = path.strip("/")
-    # Docker's ``/v1/`` and ``/v2/`` suffixes name the API, not a repository path.
-    return "" if path in ("v1", "v2") else path
-
-
-def _glob_host(pattern: str, host: str) -> bool:
-    """kubelet-style wildcard: each ``*`` label matches one label; ports must be equal."""
-    ph, _, pport = pattern.partition(":")
-    hh, _, hport = host.partition(":")
-    if pport != hport:
-        return False
-    pl, hl = ph.split("."), hh.split(".")
-    return len(pl) == len(hl) and all(p == "*" or p == h for p, h in zip(pl, hl, strict=True))
 
 
 def match_auths(auths: Mapping[str, Any], registry: str, repository: str = "",
@@ -72,9 +34,9 @@ def match_auths(auths: Mapping[str, Any], registry: str, repository: str = "",
     best: tuple[int, str] | None = None
     for key in auths:
         host = normalize_host(str(key))
-        path = _key_path(str(key)) if kubelet else ""
-        if not (_same_registry(host, registry) or (kubelet and "*" in host
-                                                     and _glob_host(host, registry.lower()))):
+        path = key_path(str(key)) if kubelet else ""
+        if not (same_registry(host, registry) or (kubelet and "*" in host
+                                                     and glob_host(host, registry.lower()))):
             continue
         if path and not (repository == path or repository.startswith(path + "/")):
             continue
@@ -124,7 +86,7 @@ def _auths_of(doc: Any, where: str, *, legacy: bool = False) -> dict[str, Any]:
 # --- sources ----------------------------------------------------------------------------
 
 
-class _Source:
+class CredentialSource:
     """One place credentials may come from."""
 
     def describe(self, registry: str, repository: str) -> Source | None:
@@ -135,7 +97,7 @@ class _Source:
 
 
 @dataclass(eq=False)
-class AuthsSource(_Source):
+class AuthsSource(CredentialSource):
     """A parsed ``auths`` map: a pull Secret, a ``--pull-secret`` file."""
 
     auths: dict[str, Any] = field(repr=False)
@@ -219,7 +181,7 @@ def load_pull_secret_file(path: str | Path) -> AuthsSource:
     return AuthsSource(src.auths, Source("pull-secret", f"{p} (Secret {secrets[0].name})"))
 
 
-class DockerConfigSource(_Source):
+class DockerConfigSource(CredentialSource):
     """Docker's ``config.json``: ``credHelpers``, ``credsStore`` and ``auths``.
 
     Loaded on first use, so an unreadable file only matters when a registry wants credentials.
