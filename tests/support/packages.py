@@ -510,3 +510,46 @@ def xpkg_package(tag: str = "v1") -> BuiltPackage:
         base_layer_digest=base,
         runtime_layer_digest=None,
     )
+
+
+# -- hostile packages ------------------------------------------------------------------------
+def image(layers: list[bytes], *, compress: bool = True, base: int | None = 0,
+          labels: dict[str, str] | None = None, config: bytes | None = None,
+          package_yaml: bytes = b"", tag: str = "v1") -> BuiltPackage:
+    """A single-image package from raw layer tars, for :func:`tests.support.push.raw_push`.
+
+    ``base`` is the index of the layer annotated ``io.crossplane.xpkg: base`` (None: no
+    annotation, so the config is read and, without labels, the layers are flattened).
+    ``config`` replaces the generated image config byte for byte. No layout is written.
+    """
+    img = _Image({})
+    for i, tar in enumerate(layers):
+        img.layer(tar, compress=compress, annotations=BASE if i == base else None, level=1)
+    img.labels = dict(labels or {})
+    manifest = img.manifest()
+    if config is not None:
+        doc = json.loads(manifest)
+        img.blobs.pop(doc["config"]["digest"])
+        img.blobs[sha256(config)] = config
+        doc["config"].update(digest=sha256(config), size=len(config))
+        manifest = _canonical(doc)
+    return BuiltPackage(layout=Path("."), tag=tag, manifest_digest=sha256(manifest),
+                        manifest=manifest, media_type=OCI_MANIFEST, blobs=dict(img.blobs),
+                        package_yaml=package_yaml, base_layer_digest=None,
+                        runtime_layer_digest=None)
+
+
+def gzip_bomb_layer(inflated: int, package: bytes, chunk: int = 64 * 1024 * 1024) -> bytes:
+    """A gzip layer that inflates to about ``inflated`` bytes: one tar member of zeros (as
+    concatenated gzip members of one compressed block, so building it is cheap) and then a
+    ``package.yaml`` the reader never reaches."""
+    pad = max(inflated - 2048, chunk)
+    pad -= pad % 512
+    head = tar_header(b"padding", size=pad)
+    zeros = gzip.compress(b"\x00" * chunk, compresslevel=1, mtime=0)
+    n, rest = divmod(pad, chunk)
+    members = [gz(head), *([zeros] * n)]
+    if rest:
+        members.append(gz(b"\x00" * rest))
+    members.append(gz(raw_tar((tar_header(b"package.yaml", size=len(package)), package))))
+    return b"".join(members)
