@@ -115,6 +115,9 @@ def test_https_self_signed_skopeo_reads_it_and_pull_is_byte_identical(
     by_digest = d["pull"].split()[2]
     assert pull_back(tmp_path, by_digest, "--ca-bundle", str(pki.ca_cert)) == \
         package_yaml_of(built)
+    # ... and so does a pull made exactly as Crossplane would make it.
+    assert pull_back(tmp_path, ref, "--ca-bundle", str(pki.ca_cert), "--as-crossplane") == \
+        package_yaml_of(built)
 
 
 def test_real_cli_xpkg_pushes_and_pulls_back_identical(
@@ -288,13 +291,19 @@ def test_rewrite_and_mirror_never_apply_to_a_push(tmp_path: Path, http_registry:
         "apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata: {name: rw}\n"
         f"spec:\n  matchImages: [{{type: Prefix, prefix: '{https_registry.host}/push/'}}]\n"
         f"  rewriteImage: {{prefix: '{http_registry.host}/elsewhere/'}}\n")
+    # A containerd mirror for the registry (nothing listens there: a push that used it fails).
+    hosts = tmp_path / "certs.d" / https_registry.host
+    hosts.mkdir(parents=True)
+    (hosts / "hosts.toml").write_text('[host."http://127.0.0.1:1"]\n'
+                                      '  capabilities = ["pull", "resolve"]\n')
     ref = https_registry.ref("push/rewritten:v1")
     mark = http_registry.mark()
     r = cf("push", "-f", str(built), ref, "--config", str(policy), "--ca-bundle",
-           str(pki.ca_cert), "-O", "json")
+           str(pki.ca_cert), "--hosts-dir", str(tmp_path / "certs.d"), "-O", "json")
     assert r.exit_code == 0, r.output
-    (note,) = json.loads(r.stdout)["notes"]
-    assert "rewrites pulls" in note and "as written" in note
+    rewrite, mirror = json.loads(r.stdout)["notes"]
+    assert "rewrites pulls" in rewrite and "as written" in rewrite
+    assert "mirror http://127.0.0.1:1" in mirror and "goes to the registry itself" in mirror
     assert [e for e in http_registry.requests(mark) if "/elsewhere/" in e.path] == []
     json.loads(skopeo("inspect", f"docker://{ref}", pki=pki))
 
@@ -309,3 +318,42 @@ def test_bad_destinations_and_inputs(tmp_path: Path, http_registry: Registry,
     r = cf("push", "-f", str(notpkg), http_registry.ref("push/bad:v1"), "-O", "json")
     d: dict[str, Any] = json.loads(r.stdout)
     assert r.exit_code == 2 and d["ok"] is False and "package file" in d["message"]
+
+
+def test_no_password_in_clear_over_plain_http_unless_allowed(tmp_path: Path,
+                                                              built: Path) -> None:
+    with Registry(tmp_path / "reg", htpasswd={TEST_USER: TEST_PASSWORD}) as reg:
+        policy = disabled_policy(tmp_path, reg)
+        ref = reg.ref("push/clear:v1")
+        args = ["push", "-f", str(built), ref, "--config", str(policy), "-u", TEST_USER,
+                "--password-stdin"]
+        r = cf(*args, stdin=TEST_PASSWORD + "\n")
+        assert r.exit_code == 1 and "over plain HTTP" in r.stderr
+        assert "--allow-plain-http-credentials" in r.stderr
+        assert [e for e in reg.requests() if e.method != "HEAD" and e.status != 401] == []
+        ok = cf(*args, "--allow-plain-http-credentials", stdin=TEST_PASSWORD + "\n")
+        assert ok.exit_code == 0, ok.output
+
+
+def test_progress_is_reported_per_blob(tmp_path: Path, http_registry: Registry,
+                                       built: Path) -> None:
+    from crossfetch import Cache, Client, Policy
+    from crossfetch.upload import push
+
+    seen: list[tuple[str, int]] = []
+    sent: list[int] = []
+
+    class Bar:
+        def start(self, description: str, total: int) -> Any:
+            seen.append((description, total))
+            return sent.append
+
+        def finish(self) -> None:
+            seen.append(("finish", 0))
+
+    policy = Policy.load([disabled_policy(tmp_path, http_registry)], env={})
+    with Client(policy, cache=Cache(tmp_path / "c"), progress=Bar()) as c:
+        result = push(c, http_registry.ref("push/progress:v1"), [built])
+    assert [d for d, _ in seen] == ["fn.xpkg layer 1/2", "fn.xpkg layer 2/2", "fn.xpkg config",
+                                    "finish"]
+    assert sum(sent) == result.bytes_sent

@@ -81,3 +81,21 @@ def test_push_cli_usage_errors(tmp_path: Path) -> None:
     r = invoke(["push", "reg.local:5000/a/b:v1", "-a", "oops", "-f", str(XPKG_FILE),
                 "--no-node-config", "-O", "json"])
     assert r.exit_code == 2 and json.loads(r.stdout)["ok"] is False
+
+
+def test_an_upload_location_on_another_origin_is_refused() -> None:
+    """Credentials and blobs go only to the registry itself, wherever its Location points."""
+    from crossfetch.errors import PolicyRefused
+    from crossfetch.transport.wire import Headers, Request, Response
+    from crossfetch.upload import Pusher
+
+    with Client(Policy()) as c:
+        pusher = Pusher(c, "reg.local:5000/fns/f:v1")
+        req = Request("POST", "https://reg.local:5000/v2/fns/f/blobs/uploads/")
+        ok = Response(202, request=req, headers=Headers({"location": "/v2/fns/f/uploads/x?_s=1"}))
+        assert pusher._location(ok) == "https://reg.local:5000/v2/fns/f/uploads/x?_s=1"
+        for elsewhere in ("https://evil.example/up", "http://reg.local:5000/up",
+                          "https://reg.local:5001/up"):
+            bad = Response(202, request=req, headers=Headers({"location": elsewhere}))
+            with pytest.raises(PolicyRefused, match="another origin"):
+                pusher._location(bad)

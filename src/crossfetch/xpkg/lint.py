@@ -8,7 +8,6 @@ the line where the offending document starts, and says what would fix it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +36,6 @@ ALLOWED: dict[str, tuple[tuple[str, str], ...]] = {
 }
 META_VERSIONS = {"Provider": ("v1", "v1alpha1"), "Configuration": ("v1", "v1alpha1"),
                  "Function": ("v1", "v1beta1")}
-# One Masterminds/semver v3 constraint: an optional operator and a (partial, x-able) version.
-_ONE = r"\s*(?:=|!=|>=|=>|<=|=<|>|<|~>|~|\^)?\s*v?(?:[0-9xX*]+)(?:\.(?:[0-9xX*]+)){0,2}" \
-       r"(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?\s*"
-_RANGE = rf"{_ONE}(?:\s-\s{_ONE})?"
-_CONSTRAINT = re.compile(rf"^{_RANGE}(?:(?:,|\s+)\s*{_RANGE})*(?:\|\|{_RANGE}(?:(?:,|\s+)\s*"
-                         rf"{_RANGE})*)*$")
-
-
 @dataclass(frozen=True)
 class Doc:
     """One YAML document of the package source and where it starts."""
@@ -68,6 +59,20 @@ class LintError(PackageError):
 
     exit_code = 1
     default_cause = "lint"
+
+
+def _valid_constraint(value: Any) -> bool:
+    """``semver.NewConstraint`` succeeds (Masterminds/semver v3, which crossplane-runtime v2
+    links)."""
+    from ..resolve.semver import SemverError, parse_constraint
+
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_constraint(value)
+    except SemverError:
+        return False
+    return True
 
 
 def is_meta(doc: Doc) -> bool:
@@ -108,8 +113,7 @@ def lint(docs: list[Doc], root: Path) -> tuple[Doc, list[Doc]]:
     spec = meta.obj.get("spec")
     cp = spec.get("crossplane") if isinstance(spec, dict) else None
     constraint = cp.get("version") if isinstance(cp, dict) else None
-    if constraint is not None and (not isinstance(constraint, str)
-                                   or not _CONSTRAINT.match(constraint)):
+    if constraint is not None and not _valid_constraint(constraint):
         raise LintError(f"{meta.where}: package version constraints are poorly formatted: "
                         f"spec.crossplane.version {constraint!r}", cause="bad-constraint",
                         fix="write a semver constraint such as \">=v1.14.0\"")
