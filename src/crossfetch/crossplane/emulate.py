@@ -112,41 +112,40 @@ def in_crossplane_terms(err: CrossfetchError, profile: Profile,
 
 def crossplane_fix(err: CrossfetchError, profile: Profile, registry: str, *,
                    speaks_http: bool | None = None) -> str | None:
-    """The fix for ``err`` written for ``profile``: only options that release has."""
-    name = "".join(c if c.isalnum() else "-" for c in registry.lower()).strip("-") or "registry"
+    """The fix for ``err`` written for ``profile``: the steps of :mod:`crossfetch.fixes` for
+    Crossplane, the cluster and the registry (never crossfetch-only options), led for plain
+    HTTP by the route go-containerregistry's rule leaves open."""
+    from ..fixes import Audience, Step, causes, for_error
+    from ..fixes.fix import Fix
+    from ..fixes.imageconfig import imageconfig_yaml
+    from ..fixes.names import object_name
+
+    steps: list[Step] = []
     cp = f"Crossplane {profile.version}"
-    port = registry.rpartition(":")[2] if ":" in registry.strip("[]") else "<port>"
-    if err.cause == "plain-http":
+    if err.cause == "plain-http" and not speaks_http:
+        port = registry.rpartition(":")[2] if ":" in registry.strip("[]") else "<port>"
+        to = f"<registry-service-cluster-ip>:{port}/"
+        title = (f"{cp} speaks plain HTTP only to the hosts in its go-containerregistry's rule "
+                 "(RFC 1918 addresses among them): reach the registry by its Service's "
+                 "ClusterIP (kubectl get svc -n <namespace> <registry-service> -o "
+                 "jsonpath='{.spec.clusterIP}')")
         if profile.rewrite_image:
-            route = (f"#    an ImageConfig rewriteImage (v1.20+) keeps the package name:\n"
-                     f"apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata:\n"
-                     f"  name: {name}-rewrite\nspec:\n  matchImages:\n  - type: Prefix\n"
-                     f"    prefix: {registry}/\n  rewriteImage:\n"
-                     f"    prefix: <registry-service-cluster-ip>:{port}/\n")
+            steps.append(Step(Audience.CROSSPLANE, title + ", keeping the package name:",
+                              imageconfig_yaml(f"{registry}/",
+                                               name=object_name(registry, "rewrite"),
+                                               rewrite=to)))
         else:
-            route = (f"#    {cp} has no rewriteImage: write spec.package as "
-                     f"<registry-service-cluster-ip>:{port}/<repository>:<tag>\n")
-        return (f"# {cp} speaks plain HTTP only to the hosts in go-containerregistry's rule.\n"
-                "# a) serve the registry over TLS and give Crossplane its CA "
-                "(Helm registryCaBundleConfig), or\n"
-                "# b) reach it by an address in the rule, e.g. its Service's ClusterIP "
-                "(RFC 1918; kubectl get svc -n <namespace> <registry-service>):\n" + route)
-    if err.cause == "untrusted-certificate":
-        return (f"# {cp} trusts the system roots plus one CA bundle (--ca-bundle-path, set by "
-                "the Helm value registryCaBundleConfig); save the registry's CA and add it:\n"
-                f"crossfetch trust {registry} -o ca.crt\n"
-                f"kubectl -n crossplane-system create configmap {name}-ca "
-                "--from-file=ca.crt=ca.crt\n"
-                "helm upgrade crossplane crossplane-stable/crossplane -n crossplane-system "
-                f"--reuse-values --set registryCaBundleConfig.name={name}-ca "
-                "--set registryCaBundleConfig.key=ca.crt\n")
-    if err.cause == "unauthorized":
-        return (f"kubectl -n crossplane-system create secret docker-registry {name}-pull "
-                f"--docker-server={registry} --docker-username=<user> "
-                "--docker-password=<token>\n"
-                f"# then name it in an ImageConfig (pullSecretRef, {cp}) matching {registry}/, "
-                "or in the package's spec.packagePullSecrets\n")
-    return None
+            steps.append(Step(Audience.CROSSPLANE,
+                              title + f"; {cp} has no rewriteImage, so write spec.package as "
+                              f"{to}<repository>:<tag>"))
+    fix = for_error(err, profile, crossplane_speaks_http=speaks_http)
+    if err.cause == "unauthorized" and registry:
+        fix = causes.unauthorized(registry, target=profile)
+    if fix is not None:
+        steps += [s for s in fix.steps
+                  if s.audience in (Audience.CROSSPLANE, Audience.CLUSTER, Audience.REGISTRY)
+                  or s.body.startswith("crossfetch trust")]  # how to get the CA file
+    return Fix(tuple(steps)).text() if steps else None
 
 
 def pull_summary(profile: Profile, decision: Decision, effective_url: str | None
