@@ -138,3 +138,120 @@ def test_explain_as_crossplane_names_what_it_ignores(tmp_path: Path, pki: PKI) -
     out = json.loads(result.stdout)
     assert any("tls.mode ignored" in n for n in out["notes"])
     assert any("tls.caBundleConfigMapRef ignored" in n for n in out["notes"])
+
+
+# -- doctor: two verdicts ---------------------------------------------------------------------
+def doctor(ref: str, *args: str) -> tuple[int, dict[str, Any]]:
+    result = invoke(["doctor", ref, "--no-node-config", "--timeout", "5", "-O", "json", *args])
+    assert result.stdout, result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def stage(report: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in report["checks"] if c["name"] == name)
+
+
+def _disabled(tmp_path: Path, registry: str) -> str:
+    path = tmp_path / "http.yaml"
+    path.write_text("apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata:\n"
+                    f"  name: http\nspec:\n  matchImages:\n  - prefix: {registry}/\n"
+                    "  registry:\n    tls:\n      mode: Disabled\n")
+    return str(path)
+
+
+def test_doctor_names_ggcr_rule_for_127_0_0_2(second_loopback_registry: Registry,
+                                              packages: dict[str, PushedPackage]) -> None:
+    code, report = doctor(ref_at("127.0.0.2", second_loopback_registry, packages[FN]))
+    assert code == 1
+    assert stage(report, "tls")["cause"] == "plain-http"
+    cp = report["crossplane"]
+    assert set(cp) >= {"version", "ok", "cause", "detail", "fix"}
+    assert (cp["version"], cp["ok"], cp["cause"]) == ("v2.3.4", False, "plain-http")
+    assert "go-containerregistry v0.21.6" in cp["detail"]
+    assert "plain HTTP only for localhost:PORT, *.localhost, 127.0.0.1, ::1 and RFC 1918" \
+        in cp["detail"]
+    assert "pod itself" in cp["detail"]          # and 127.0.0.2 is loopback in the pod
+    assert "<registry-service-cluster-ip>" in cp["fix"]
+    assert "tls:" not in cp["fix"]               # never the crossfetch-only block
+    # crossfetch's own tls stage names the rule too, instead of "no plain-HTTP option".
+    assert "go-containerregistry v0.21.6" in stage(report, "tls")["fix"]
+
+
+@pytest.mark.parametrize(("version", "service"), [("v2.3", "<registry-service-cluster-ip>"),
+                                                  ("v2.0", ".svc.cluster.local")])
+def test_doctor_loopback_fix_keeps_plain_http_working(
+        tmp_path: Path, http_registry: Registry, packages: dict[str, PushedPackage],
+        version: str, service: str) -> None:
+    registry = f"127.0.0.1:{http_registry.port}"
+    code, report = doctor(f"{registry}/{packages[FN].ref}", "--config",
+                          _disabled(tmp_path, registry), "--crossplane-version", version)
+    assert code == 0                              # crossfetch pulls (plain HTTP by policy)
+    cp = report["crossplane"]
+    assert (cp["ok"], cp["cause"]) == (False, "loopback-address")
+    assert cp["data"]["plainHttp"] is True        # the release itself would use HTTP here
+    # ggcr >= v0.21.6 (v2.3.4) dropped *.local: a Service DNS name would lose plain HTTP, so
+    # the rewrite goes to the ClusterIP; v2.0.8's ggcr still has it.
+    assert f"prefix: {service}" in cp["fix"] or f"{service}:" in cp["fix"]
+    if version == "v2.3":
+        assert ".svc.cluster.local:" not in cp["fix"]
+        assert ".svc.cluster.local:" not in stage(report, "dns")["fix"]
+
+
+def test_doctor_tls_block_changes_only_crossfetchs_verdict(
+        tmp_path: Path, untrusted_registry: Registry, packages: dict[str, PushedPackage],
+        pki: PKI) -> None:
+    ref = f"{untrusted_registry.host}/{packages[FN].ref}"
+    code, without = doctor(ref)
+    assert code == 1 and stage(without, "tls")["cause"] == "untrusted-certificate"
+    code, with_block = doctor(ref, "--config",
+                              _tls_block_config(tmp_path, untrusted_registry.host,
+                                                pki.other_ca_cert))
+    assert code == 0 and with_block["ok"] is True
+    for report in (without, with_block):
+        assert report["crossplane"]["ok"] is False
+        assert report["crossplane"]["cause"] == "untrusted-certificate"
+    assert any("tls.caBundleConfigMapRef ignored" in n
+               for n in with_block["crossplane"]["data"]["ignored"])
+    # With the CA as Crossplane takes it (registryCaBundleConfig = --ca-bundle), only the
+    # loopback address is left against it.
+    code, report = doctor(ref, "--ca-bundle", str(pki.other_ca_cert))
+    assert code == 0
+    assert report["crossplane"]["cause"] == "loopback-address"
+
+
+@pytest.mark.parametrize(("version", "cause"), [("v2.3", "not-fully-qualified"),
+                                                ("v1.20", "loopback-address")])
+def test_doctor_localhost_per_release(tmp_path: Path, http_registry: Registry,
+                                      packages: dict[str, PushedPackage], version: str,
+                                      cause: str) -> None:
+    registry = f"localhost:{http_registry.port}"
+    _, report = doctor(f"{registry}/{packages[FN].ref}", "--config", _disabled(tmp_path, registry),
+                       "--crossplane-version", version)
+    assert report["crossplane"]["cause"] == cause
+
+
+def test_doctor_reports_each_check_as_it_completes_and_keeps_them_on_ctrl_c(
+        https_registry: Registry, packages: dict[str, PushedPackage], pki: PKI) -> None:
+    from crossfetch.doctor import Doctor
+    from crossfetch.policy.resolver import Policy
+
+    ref = f"{https_registry.host}/{packages[FN].ref}"
+    seen: list[str] = []
+    with Doctor(Policy.load(ca_bundle=pki.ca_cert, env={}), timeout=5) as doc:
+        report = doc.run(ref, on_check=lambda c: seen.append(c.label))
+    assert seen == [c.label for c in report.checks]
+    assert report.crossplane is not None
+
+    def stop_at_tls(check: Any) -> None:
+        seen.append(check.label)
+        if check.name == "tls":
+            raise KeyboardInterrupt
+
+    seen.clear()
+    with Doctor(Policy.load(ca_bundle=pki.ca_cert, env={}), timeout=5) as doc:
+        report = doc.run(ref, on_check=stop_at_tls)
+    assert report.interrupted and report.crossplane is None
+    assert seen == ["reference", "policy", "dns", "tcp", "tls"]
+    statuses = {c.label: c.status.value for c in report.checks}
+    assert statuses["tls"] == "pass" and statuses["package"] == "skip"
+    assert report.to_dict()["interrupted"] is True

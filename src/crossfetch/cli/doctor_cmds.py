@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .common import (
     REF_HELP,
+    add_crossplane_options,
     add_output_option,
     add_policy_options,
     add_runtime_options,
@@ -18,6 +20,9 @@ from .common import (
     handle_errors,
     new_parser,
 )
+
+if TYPE_CHECKING:
+    from ..doctor.report import Check
 
 
 def _labels(text: str | None) -> dict[str, str] | None:
@@ -40,8 +45,12 @@ def run_doctor(ns: argparse.Namespace) -> None:
     pod_namespace, pod_labels, in_cluster = ns.pod_namespace, ns.pod_labels, ns.in_cluster
     verbose, via, output_format = ns.verbose, ns.via, ns.output_format
     runtime_endpoint, runtime_namespace = ns.runtime_endpoint, ns.runtime_namespace
+    from ..crossplane.profile import get
     from ..doctor import Doctor, render_text
+    from ..doctor.report import render_check, render_result
 
+    profile = get(ns.crossplane_version)
+    live = output_format == "text" and sys.stdout.isatty()
     policies = None
     if netpol_file:
         from ..doctor.netpol import load_policies
@@ -51,13 +60,32 @@ def run_doctor(ns: argparse.Namespace) -> None:
                 default_registry=params.get("default_registry"), platform=platform,
                 network_policies=policies, pod_namespace=pod_namespace,
                 pod_labels=_labels(pod_labels), in_cluster=in_cluster, via=via,
-                runtime_endpoint=runtime_endpoint, runtime_namespace=runtime_namespace) as doc:
-        report = doc.run(ref)
+                runtime_endpoint=runtime_endpoint, runtime_namespace=runtime_namespace,
+                crossplane=profile,
+                crossplane_pull_secrets=tuple(params.get("pull_secrets") or ())) as doc:
+        if live:  # each stage as it completes; Ctrl-C keeps what is on the screen
+            echo(f"crossfetch doctor {ref}")
+            shown: list[int] = []
+
+            def show(check: Check) -> None:
+                shown.append(id(check))
+                echo(render_check(check, verbose=verbose), nl=False)
+
+            report = doc.run(ref, on_check=show)
+            for check in report.checks:
+                if id(check) not in shown:
+                    echo(render_check(check, verbose=verbose), nl=False)
+            echo(render_result(report), nl=False)
+        else:
+            report = doc.run(ref)
     if output_format == "json":
         emit_json(report.to_dict())
-    else:
+    elif not live:
         echo(render_text(report, verbose=verbose), nl=False)
+    if report.interrupted:
+        sys.exit(130)
     sys.exit(0 if report.ok else 1)
+
 
 
 def doctor_parser(prog: str) -> argparse.ArgumentParser:
@@ -65,6 +93,13 @@ def doctor_parser(prog: str) -> argparse.ArgumentParser:
 Diagnose why REF cannot be pulled: reference, policy, dns, tcp, tls, registry, auth, manifest
 (HEAD and GET), package, and with --network-policies the Crossplane pod's egress. The first
 failure stops the chain. Every failure names its cause and a fix to paste.
+
+Two verdicts close the report: whether crossfetch can pull it from here, and whether the
+Crossplane release given by --crossplane-version, in its pod, would: its scheme rule (plain
+HTTP only where its go-containerregistry allows it), its CA (system roots plus
+registryCaBundleConfig, given here as --ca-bundle), ImageConfig pullSecretRef, and no tls block,
+client certificates or node files; a loopback address is the pod itself. On a terminal each
+stage is printed as it completes; Ctrl-C keeps the finished ones (exit 130).
 
 Every network step is bounded by --timeout (default 5 s here). Exit 0 when a pull would succeed
 (warnings allowed), 1 when it would fail, 2 for bad usage.
@@ -75,6 +110,7 @@ Examples:
   kubectl get networkpolicy -A -o yaml > np.yaml
   crossfetch doctor reg.example/fns/f:v1 --network-policies np.yaml
   crossfetch doctor reg.example/fns/f:v1 --via cri    # the node path: the runtime's pull
+  crossfetch doctor 10.96.0.5:5000/fns/f:v1 --crossplane-version v1.20   # verdict for v1.20.11
 """, epilog=REF_HELP)
     p.add_argument("ref", metavar="REF")
     p.add_argument("--platform", metavar="OS/ARCH",
@@ -95,6 +131,7 @@ Examples:
                    help="Treat loopback addresses as warnings (a laptop).")
     p.add_argument("--verbose", "-v", action="store_true", help="Show every check's full detail.")
     add_output_option(p)
+    add_crossplane_options(p)
     add_runtime_options(p, "cri: diagnose the node path instead: runtime socket, name and "
                         "version, the runtime's pull, and the package read from its content "
                         "store.")

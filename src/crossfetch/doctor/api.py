@@ -24,6 +24,7 @@ from .report import Check, Status
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..crossplane.profile import Profile
     from ..policy.model import Decision, Endpoint
     from ..transport.wire import Auth
 
@@ -78,6 +79,8 @@ class ApiStages:
         self.ep = ep
         self.timeout = timeout
         self.platform = platform
+        self.target: Profile | None = None
+        """The Crossplane release fixes are written for."""
         self.transport = client.transport
         self.state = ApiState()
         # Only this endpoint: the stages diagnose one place, not a fall-through.
@@ -146,7 +149,7 @@ class ApiStages:
             return Check("auth", Status.FAIL, "unauthorized",
                          f"{e.message}\nchallenge: {scheme}{realm}; {creds}",
                          (f"# {e.fix}\n" if e.fix else "")
-                         + causes.unauthorized(self.registry).text(),
+                         + causes.unauthorized(self.registry, target=self.target).text(),
                          data={"challenge": ch, "credentials": str(source) if source else None,
                                "error": e.to_dict()})
         except CrossfetchError as e:
@@ -162,7 +165,7 @@ class ApiStages:
                      f"GET /v2/ answered {resp.status_code} with challenge "
                      f"{ch.get('scheme', '(none)')}{realm}{service}; {creds}"
                      + (" and they were refused" if source else ""),
-                     causes.unauthorized(self.registry).text(), data=data)
+                     causes.unauthorized(self.registry, target=self.target).text(), data=data)
 
     # --- manifest ---
 
@@ -210,7 +213,7 @@ class ApiStages:
 
     def _status_cause(self, status: int) -> tuple[str, str]:
         if status in (401, 403):
-            return "unauthorized", causes.unauthorized(self.registry).text()
+            return "unauthorized", causes.unauthorized(self.registry, target=self.target).text()
         if status == 404:
             return "not-found", self._not_found_fix()
         if status == 405:

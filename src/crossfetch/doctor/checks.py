@@ -6,6 +6,11 @@ are given. The first failure stops the chain; later stages are reported as ``ski
 exception is ``networkpolicy``: it is pure evaluation of what the Crossplane pod may reach, so
 it runs whenever the reference and policy are known, since a network failure (typically from
 inside the pod) is exactly when it is needed.
+
+After the stages comes the second verdict, :attr:`Report.crossplane`: whether the targeted
+Crossplane release, in its pod, would pull it (:mod:`crossfetch.doctor.crossplane`). Each check
+is handed to ``on_check`` as it completes (the CLI prints it at once on a terminal); Ctrl-C
+ends the run with the finished checks kept.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from ..reference import Reference
 from ..trust import is_ip
 from .api import ApiStages
 from .net import Target, dns_stage, tcp_stage, tls_stage
-from .report import DIRECT_ONLY, STAGES, Check, Report, Status
+from .report import DIRECT_ONLY, STAGES, Check, Report, Status, Verdict
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..crossplane.profile import Profile
     from ..policy.model import Decision, Endpoint
     from ..policy.resolver import Policy
     from .netpol import NetworkPolicy
@@ -46,8 +52,12 @@ class Doctor:
                  pod_namespace: str | None = None, pod_labels: Mapping[str, str] | None = None,
                  in_cluster: bool | None = None, via: str = "direct",
                  runtime_endpoint: str | None = None,
-                 runtime_namespace: str | None = None) -> None:
+                 runtime_namespace: str | None = None,
+                 crossplane: Profile | None = None,
+                 crossplane_pull_secrets: Sequence[str] = ()) -> None:
         from ..client import Client
+        from ..crossplane.emulate import emulation_policy
+        from ..crossplane.profile import get
         from ..policy.resolver import Policy
         from ..transport.http import Timeouts, Transport
 
@@ -62,7 +72,12 @@ class Doctor:
         transport = Transport(timeouts=Timeouts(connect=self.timeout, read=self.timeout),
                               retries=0)
         self.via = via
-        self.client: Client = Client(policy or Policy(), transport=transport,
+        policy = policy or Policy()
+        self.profile: Profile = crossplane or get()
+        """The Crossplane release of the second verdict (and of every fix)."""
+        self.crossplane_policy = emulation_policy(policy, self.profile,
+                                                  pull_secret_files=crossplane_pull_secrets)
+        self.client: Client = Client(policy, transport=transport,
                                      default_registry=default_registry, platform=platform,
                                      via=via, runtime_endpoint=runtime_endpoint,
                                      runtime_namespace=runtime_namespace,
@@ -79,13 +94,20 @@ class Doctor:
 
     # --- running ---
 
-    def run(self, ref: str) -> Report:
-        """Run every stage for ``ref`` and return the report (never raises for a diagnosis)."""
+    def run(self, ref: str, on_check: Callable[[Check], None] | None = None) -> Report:
+        """Run every stage for ``ref`` and return the report (never raises for a diagnosis).
+
+        ``on_check`` gets each check as it completes, in run order. Ctrl-C stops the run and
+        returns what finished, with ``interrupted`` set.
+        """
         report = Report(ref)
         start = time.perf_counter()
-        run = _Run(self, report)
+        run = _Run(self, report, on_check)
         try:
             run.go(ref)
+            report.crossplane = run.crossplane_verdict(ref)
+        except KeyboardInterrupt:
+            report.interrupted = True
         finally:
             run.fill_skipped()
             report.seconds = time.perf_counter() - start
@@ -95,17 +117,37 @@ class Doctor:
 class _Run:
     """State of one diagnosis."""
 
-    def __init__(self, doctor: Doctor, report: Report) -> None:
+    def __init__(self, doctor: Doctor, report: Report,
+                 on_check: Callable[[Check], None] | None = None) -> None:
         self.d = doctor
         self.report = report
+        self.on_check = on_check
         self.ref: Reference | None = None
         self.decision: Decision | None = None
         self.target: Target | None = None
         self.endpoint: Endpoint | None = None
 
-    def add(self, name: str, fn: Callable[[], Check | list[Check]]) -> bool:
+    def commit(self, checks: list[Check]) -> None:
+        """Record finished checks and hand them to ``on_check``."""
+        self.report.checks += checks
+        if self.on_check is not None:
+            for check in checks:
+                self.on_check(check)
+
+    def crossplane_verdict(self, text: str) -> Verdict:
+        """The second verdict (never raises)."""
+        from .crossplane import verdict
+
+        try:
+            return verdict(self.d, self, text)
+        except Exception as e:  # a diagnosis must report, not crash
+            return Verdict(self.d.profile.version, False, "unexpected-error",
+                           f"{type(e).__name__}: {e}", "# please report this as a crossfetch bug")
+
+    def add(self, name: str, fn: Callable[[], Check | list[Check]], *,
+            commit: bool = True) -> bool:
         """Run one stage (or a pair, for HEAD and GET), time it, record it; False when it
-        failed."""
+        failed. ``commit=False`` leaves the checks for the caller to commit."""
         start = time.perf_counter()
         try:
             result = fn()
@@ -119,7 +161,10 @@ class _Run:
         for check in checks:
             if not check.seconds:
                 check.seconds = time.perf_counter() - start
-        self.report.checks += checks
+        if commit:
+            self.commit(checks)
+        else:
+            self.report.checks += checks
         return not any(c.status is Status.FAIL for c in checks)
 
     def go(self, ref: str) -> None:
@@ -158,8 +203,10 @@ class _Run:
                 continue
             methods: Sequence[str | None] = ("HEAD", "GET") if name == "manifest" else (None,)
             for m in methods:
-                self.report.checks.append(Check(name, Status.SKIP, method=m,
-                                                detail="skipped after an earlier failure"))
+                self.report.checks.append(Check(
+                    name, Status.SKIP, method=m,
+                    detail="not run: interrupted (Ctrl-C)" if self.report.interrupted
+                    else "skipped after an earlier failure"))
         order = {n: i for i, n in enumerate(STAGES)}
         self.report.checks.sort(key=lambda c: order.get(c.name, len(order)))
 
@@ -204,47 +251,72 @@ class _Run:
 
     def _network(self) -> bool:
         """dns, tcp, tls, registry on each endpoint in try order until one passes all four;
-        a mirror's failure is noted, the upstream's is the verdict (as a pull falls through)."""
+        a mirror's failure is noted, the upstream's is the verdict (as a pull falls through).
+        The last endpoint's checks are committed as each completes (printed live)."""
         assert self.decision is not None
         endpoints = list(self.decision.endpoints)
         skipped: list[dict[str, str | None]] = []
         for i, ep in enumerate(endpoints):
             last = i == len(endpoints) - 1
-            checks = self._endpoint_chain(ep)
+            checks = self._endpoint_chain(ep, skipped if last else None)
             failed = next((c for c in checks if c.status is Status.FAIL), None)
             if failed is None or last:
-                if skipped:
-                    checks[0].data["skippedEndpoints"] = skipped
-                    checks[0].detail += "\n" + "; ".join(
-                        f"{s['url']} failed at {s['stage']}: {s['cause']}" for s in skipped)
-                self.report.checks.extend(checks)
+                if not last:
+                    self.commit(checks)
                 if failed is None:
                     self.endpoint = ep
                 return failed is None
             skipped.append({"url": ep.url, "stage": failed.name, "cause": failed.cause})
         return False
 
-    def _endpoint_chain(self, ep: Endpoint) -> list[Check]:
+    def _endpoint_chain(self, ep: Endpoint,
+                        live: list[dict[str, str | None]] | None = None) -> list[Check]:
+        """The four stages on ``ep``. With ``live`` (the endpoints skipped before this, the
+        last one), each check is committed as it completes, the first noting the skipped."""
         target = Target.of(ep)
         self.target = target
         timeout = self.d.timeout
         api = ApiStages(self.d.client, self.decision, ep, timeout,  # type: ignore[arg-type]
                         self.d.platform)
+        api.target = self.d.profile
         self._api_stages = api
+        prof = self.d.profile
         stages: list[tuple[str, Callable[[], Check]]] = [
-            ("dns", lambda: dns_stage(target, timeout, in_cluster=self.d.in_cluster)),
+            ("dns", lambda: self._dns(target, timeout)),
             ("tcp", lambda: tcp_stage(target, timeout)),
-            ("tls", lambda: tls_stage(target, ep, timeout)),
+            ("tls", lambda: tls_stage(target, ep, timeout, prof)),
             ("registry", api.registry_stage),
         ]
         out: list[Check] = []
         for name, fn in stages:
             before = len(self.report.checks)
-            ok = self.add(name, fn)
-            out.append(self.report.checks.pop(before))
+            ok = self.add(name, fn, commit=False)
+            check = self.report.checks.pop(before)
+            if not out and live:
+                check.data["skippedEndpoints"] = live
+                check.detail += "\n" + "; ".join(
+                    f"{s['url']} failed at {s['stage']}: {s['cause']}" for s in live)
+            out.append(check)
+            if live is not None:
+                self.commit([check])
             if not ok:
                 break
         return out
+
+    def _dns(self, target: Target, timeout: float) -> Check:
+        """The dns stage. A loopback address's fix depends on whether the registry speaks
+        plain HTTP (a Service DNS name would lose go-containerregistry's HTTP fallback on
+        recent releases): ask the port once, so the fix is right when first shown."""
+        from ..fixes import causes
+        from ..transport.tls import speaks_plain_http
+
+        check = dns_stage(target, timeout, in_cluster=self.d.in_cluster, target=self.d.profile)
+        if check.cause == "loopback-address" and is_ip(target.host) and \
+                speaks_plain_http(target.host, target.port, timeout):
+            check.data["plainHttp"] = True
+            check.fix = causes.loopback(target.registry, target.host, is_ip=True,
+                                        plain_http=True, target=self.d.profile).text()
+        return check
 
     def _api(self) -> None:
         api = self._api_stages

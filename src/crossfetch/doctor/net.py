@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import CrossfetchError
 from ..fixes import causes
@@ -21,6 +22,9 @@ from ..policy.model import Endpoint, TLSMode
 from ..transport.tls import probe_first_bytes, speaks_tls, ssl_context
 from ..trust import CertInfo, fetch_chain, is_ip
 from .report import Check, Status
+
+if TYPE_CHECKING:
+    from ..crossplane.profile import Profile
 
 MAX_ADDRESSES = 4
 """Addresses tried by the TCP stage (a name with dozens of records must not multiply time)."""
@@ -86,8 +90,37 @@ def _resolve(host: str, port: int, timeout: float) -> list[str]:
     return result
 
 
-def dns_stage(t: Target, timeout: float, *, in_cluster: bool) -> Check:
-    """Resolve the host; warn when it lands on loopback (a pod would reach itself)."""
+_PRIVATE_SUFFIXES = ("local", "localhost", "internal", "lan", "home", "corp", "intranet",
+                     "localdomain", "private", "test", "example", "invalid", "arpa", "svc",
+                     "cluster")
+"""Last labels of names that no public resolver answers (RFC 6761/6762/8375, common LAN use,
+Kubernetes Service names)."""
+
+
+def is_public_name(host: str) -> bool:
+    """Whether ``host`` looks like a name on public DNS (``ghcr.io``, ``xpkg.crossplane.io``):
+    dotted, not an address, and not under a private or special-use suffix."""
+    h = host.lower().rstrip(".")
+    if is_ip(h) or "." not in h:
+        return False
+    return h.rsplit(".", 1)[1] not in _PRIVATE_SUFFIXES
+
+
+def _localtest_note(host: str) -> str:
+    from .crossplane import is_localtest_name
+
+    if not is_localtest_name(host):
+        return ""
+    return ("\n*.localtest.me is public DNS that always answers loopback (127.0.0.1, and ::1 "
+            "over IPv6; idpbuilder's default domain): inside the Crossplane pod the name is the "
+            "pod itself (crossplane#5798), whatever this machine resolves.")
+
+
+def dns_stage(t: Target, timeout: float, *, in_cluster: bool,
+              target: Profile | None = None) -> Check:
+    """Resolve the host; warn when it lands on loopback (a pod would reach itself). A name
+    that does not resolve here fails the stage: nothing after it could be checked from here.
+    ``target`` is the Crossplane release fixes are written for."""
     loop_status = Status.FAIL if in_cluster else Status.WARN
     where = ("this runs inside a pod, so the request reaches this pod itself" if in_cluster else
              "fine on this machine, but inside a pod (Crossplane) it reaches the pod itself")
@@ -96,7 +129,7 @@ def dns_stage(t: Target, timeout: float, *, in_cluster: bool) -> Check:
         if is_loopback(t.host):
             return Check("dns", loop_status, "loopback-address",
                          f"{t.host} is a loopback address: {where}",
-                         causes.loopback(t.registry, t.host, is_ip=True).text(),
+                         causes.loopback(t.registry, t.host, is_ip=True, target=target).text(),
                          data={"addresses": t.addresses})
         return Check("dns", Status.PASS, None, f"{t.host} is an IP address (no lookup)",
                      data={"addresses": t.addresses})
@@ -104,25 +137,35 @@ def dns_stage(t: Target, timeout: float, *, in_cluster: bool) -> Check:
         t.addresses = _resolve(t.host, t.port, timeout)
     except (OSError, TimeoutError) as e:
         if is_localhost_name(t.host):
-            # RFC 6761: *.localhost is loopback whatever the resolver says; keep diagnosing
-            # the server there. The pull itself will still fail on this machine.
-            t.addresses = ["127.0.0.1", "::1"]
-            return Check("dns", loop_status, "loopback-address",
-                         f"{t.host} is reserved for loopback (RFC 6761), though this machine's "
-                         f"resolver does not map it ({e}); {where}",
-                         causes.loopback(t.registry, t.host, is_ip=False,
-                                         resolver_maps=False).text(),
-                         data={"addresses": t.addresses, "resolverMaps": False})
+            # RFC 6761 makes *.localhost loopback, but this machine's resolver does not map
+            # it: a pull from here fails at name resolution, so the chain stops here instead
+            # of checking 127.0.0.1 in its place (tcp and tls there would prove nothing about
+            # the pull).
+            return Check("dns", Status.FAIL, "dns-failure",
+                         f"{t.host} is reserved for loopback (RFC 6761), but this machine's "
+                         f"resolver does not map it ({e}): a pull from here fails, so tcp, tls "
+                         f"and the registry were not checked. Inside a pod (Crossplane) the "
+                         "name is the pod itself, or does not resolve either.",
+                         causes.loopback(t.registry, t.host, is_ip=False, resolver_maps=False,
+                                         target=target).text(),
+                         data={"error": str(e), "resolverMaps": False})
         cause = "timeout" if isinstance(e, TimeoutError) else "dns-failure"
+        public = is_public_name(t.host)
+        hint = ("\nIt is a public name: from a cluster without access to it (air-gapped, "
+                "egress-filtered), pull through a mirror that is reachable." if public else "")
+        note = _localtest_note(t.host)
+        fix = causes.loopback(t.registry, t.host, is_ip=False, target=target).text() if note \
+            else causes.dns_failure(t.host, t.registry, public=public, target=target).text()
         return Check("dns", Status.FAIL, cause,
                      f"cannot resolve {t.host}: {e}\nFrom a pod: cluster DNS must know this name, "
-                     "and a NetworkPolicy denying egress to port 53 would look the same.",
-                     causes.dns_failure(t.host, t.registry).text(), data={"error": str(e)})
+                     "and a NetworkPolicy denying egress to port 53 would look the same."
+                     + hint + note, fix, data={"error": str(e), "publicName": public})
     loop = [a for a in t.addresses if is_loopback(a)]
     if loop or is_localhost_name(t.host):
         return Check("dns", loop_status, "loopback-address",
-                     f"{t.host} resolves to {', '.join(t.addresses)} (loopback): {where}",
-                     causes.loopback(t.registry, t.host, is_ip=False).text(),
+                     f"{t.host} resolves to {', '.join(t.addresses)} (loopback): {where}"
+                     + _localtest_note(t.host),
+                     causes.loopback(t.registry, t.host, is_ip=False, target=target).text(),
                      data={"addresses": t.addresses})
     return Check("dns", Status.PASS, None, f"{t.host} resolves to {', '.join(t.addresses)}",
                  data={"addresses": t.addresses})
@@ -195,7 +238,7 @@ def _trust_sources(ep: Endpoint) -> str:
     return "system roots" + (" + " + ", ".join(extra) if extra else " only")
 
 
-def tls_stage(t: Target, ep: Endpoint, timeout: float) -> Check:
+def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile | None = None) -> Check:
     """Handshake as a pull would (same context); name the certificate problem precisely."""
     addr = t.connected or (t.addresses[0] if t.addresses else t.host)
     if t.scheme == "http":
@@ -217,7 +260,7 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float) -> Check:
                 version = s.version()
                 der = s.getpeercert(binary_form=True)
     except ssl.SSLCertVerificationError as e:
-        return _cert_failure(t, ep, addr, timeout, e)
+        return _cert_failure(t, ep, addr, timeout, e, target)
     except TimeoutError:
         return Check("tls", Status.FAIL, "timeout",
                      f"TCP connected to {_sockaddr(addr, t.port)}, but no TLS answer came "
@@ -238,7 +281,8 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float) -> Check:
                          f"{t.registry} answered the TLS handshake in plain HTTP "
                          f"(first bytes 'HTTP/'), and policy requires TLS "
                          f"({ep.tls.mode.value}, {ep.tls.source})",
-                         causes.plain_http(t.registry).text(), data={"firstBytes": first.hex()})
+                         _plain_http_fix(t.registry, target),
+                         data={"firstBytes": first.hex()})
         return Check("tls", Status.FAIL, "tls-error",
                      f"TLS handshake with {_sockaddr(addr, t.port)} failed: {e}",
                      "# check that the port speaks TLS 1.2 or newer: openssl s_client -connect "
@@ -258,8 +302,19 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float) -> Check:
                  f"{version}, verified against {_trust_sources(ep)}{who}", data=data)
 
 
+def _plain_http_fix(registry: str, target: Profile | None) -> str:
+    """The plain-HTTP fix, naming go-containerregistry's rule of the targeted release."""
+    from ..crossplane.profile import plain_http_allowed, plain_http_summary
+
+    if target is None:
+        return causes.plain_http(registry).text()
+    speaks = plain_http_allowed(target, registry)
+    return (f"# {plain_http_summary(target)}.\n"
+            + causes.plain_http(registry, target=target, crossplane_speaks_http=speaks).text())
+
+
 def _cert_failure(t: Target, ep: Endpoint, addr: str, timeout: float,
-                  e: ssl.SSLCertVerificationError) -> Check:
+                  e: ssl.SSLCertVerificationError, target: Profile | None = None) -> Check:
     cause = _verify_cause(e)
     try:
         t.chain = fetch_chain(addr, t.port, timeout=timeout,
@@ -273,7 +328,7 @@ def _cert_failure(t: Target, ep: Endpoint, addr: str, timeout: float,
         lines.append(f"presented certificate {i}:")
         lines.append(cert.describe("  "))
     if cause == "untrusted-certificate":
-        fix = causes.trust(t.registry, t.chain).text()
+        fix = causes.trust(t.registry, t.chain, target=target).text()
     elif cause == "hostname-mismatch":
         fix = causes.hostname(t.host, leaf).text()
     else:

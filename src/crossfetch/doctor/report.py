@@ -54,12 +54,35 @@ class Check:
 
 
 @dataclass
+class Verdict:
+    """Whether a given Crossplane release would pull the package, and why (not)."""
+
+    version: str
+    ok: bool
+    cause: str | None = None
+    detail: str = ""
+    fix: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "ok": self.ok, "cause": self.cause,
+                               "detail": self.detail, "fix": self.fix}
+        if self.data:
+            out["data"] = self.data
+        return out
+
+
+@dataclass
 class Report:
     """Everything ``doctor`` found for one reference."""
 
     reference: str
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
+    crossplane: Verdict | None = None
+    """The second verdict: would that Crossplane release, in its pod, pull this?"""
+    interrupted: bool = False
+    """Ctrl-C stopped the run; the finished checks are kept."""
 
     @property
     def ok(self) -> bool:
@@ -75,32 +98,48 @@ class Report:
                      if c.name == name and (method is None or c.method == method)), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "ok": self.ok,
-                "ms": round(self.seconds * 1000, 1),
-                "checks": [c.to_dict() for c in self.checks]}
+        out: dict[str, Any] = {"reference": self.reference, "ok": self.ok,
+                               "ms": round(self.seconds * 1000, 1),
+                               "checks": [c.to_dict() for c in self.checks]}
+        if self.crossplane is not None:
+            out["crossplane"] = self.crossplane.to_dict()
+        if self.interrupted:
+            out["interrupted"] = True
+        return out
 
 
 _MARK = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.WARN: "warn", Status.SKIP: "skip"}
+LABEL_WIDTH = len("manifest (HEAD)")
+"""Width of the stage column (the longest label), fixed so lines can be printed live."""
 
 
-def render_text(report: Report, *, verbose: bool = False) -> str:
-    """The human checklist: one line per check with its timing, then cause, detail and fix
-    for every check that did not simply pass (all details with ``verbose``)."""
-    width = max(len(c.label) for c in report.checks) if report.checks else 10
-    lines = [f"crossfetch doctor {report.reference}"]
-    for c in report.checks:
-        ms = "" if c.status is Status.SKIP else f"{c.seconds * 1000:7.1f} ms"
-        head = c.detail.splitlines()[0] if c.detail else ""
-        if c.cause and c.status in (Status.FAIL, Status.WARN):
-            head = f"{c.cause}: {head}"
-        lines.append(f"  [{_MARK[c.status]}] {c.label:<{width}} {ms:>10}  {head}".rstrip())
-        if c.status in (Status.FAIL, Status.WARN) or verbose:
-            lines += [f"{' ' * 11}{line}" for line in c.detail.splitlines()[1:]]
-        if c.fix and c.status in (Status.FAIL, Status.WARN):
-            lines.append(f"{' ' * 11}fix:")
-            lines += [f"{' ' * 13}{line}" if line else "" for line in c.fix.splitlines()]
+def render_header(report: Report) -> str:
+    return f"crossfetch doctor {report.reference}\n"
+
+
+def render_check(c: Check, *, verbose: bool = False, width: int = LABEL_WIDTH) -> str:
+    """One check: its line with timing, then (unless it simply passed) detail and fix."""
+    ms = "" if c.status is Status.SKIP else f"{c.seconds * 1000:7.1f} ms"
+    head = c.detail.splitlines()[0] if c.detail else ""
+    if c.cause and c.status in (Status.FAIL, Status.WARN):
+        head = f"{c.cause}: {head}"
+    lines = [f"  [{_MARK[c.status]}] {c.label:<{width}} {ms:>10}  {head}".rstrip()]
+    if c.status in (Status.FAIL, Status.WARN) or verbose:
+        lines += [f"{' ' * 11}{line}" for line in c.detail.splitlines()[1:]]
+    if c.fix and c.status in (Status.FAIL, Status.WARN):
+        lines.append(f"{' ' * 11}fix:")
+        lines += [f"{' ' * 13}{line}" if line else "" for line in c.fix.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def render_result(report: Report) -> str:
+    """The closing lines: crossfetch's verdict, then the Crossplane release's."""
     total = f"{report.seconds * 1000:.0f} ms"
-    if report.ok:
+    lines: list[str] = []
+    if report.interrupted:
+        lines.append(f"result: interrupted; the checks above are the ones that finished  "
+                     f"[{total}]")
+    elif report.ok:
         warns = [c.label for c in report.checks if c.status is Status.WARN]
         extra = f" (warnings: {', '.join(warns)})" if warns else ""
         lines.append(f"result: a pull would succeed{extra}  [{total}]")
@@ -108,4 +147,26 @@ def render_text(report: Report, *, verbose: bool = False) -> str:
         bad = report.failure
         assert bad is not None
         lines.append(f"result: a pull would fail at {bad.label}: {bad.cause}  [{total}]")
+    v = report.crossplane
+    if v is not None:
+        head = v.detail.splitlines()[0] if v.detail else ""
+        if v.ok:
+            lines.append(f"crossplane: Crossplane {v.version} would pull it: {head}".rstrip(": "))
+        else:
+            lines.append(f"crossplane: Crossplane {v.version} would NOT pull it: {v.cause}: "
+                         f"{head}")
+        lines += [f"{' ' * 11}{line}" for line in v.detail.splitlines()[1:]]
+        if v.fix and not v.ok:
+            lines.append(f"{' ' * 11}fix for Crossplane {v.version}:")
+            lines += [f"{' ' * 13}{line}" if line else "" for line in v.fix.splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def render_text(report: Report, *, verbose: bool = False) -> str:
+    """The human checklist: one line per check with its timing, then cause, detail and fix
+    for every check that did not simply pass (all details with ``verbose``), then both
+    verdicts."""
+    width = max([LABEL_WIDTH, *(len(c.label) for c in report.checks)])
+    return (render_header(report)
+            + "".join(render_check(c, verbose=verbose, width=width) for c in report.checks)
+            + render_result(report))
