@@ -29,9 +29,10 @@ from crossfetch.transport.auth import (
     MAX_TOKEN_RESPONSE,
     RegistryAuth,
     merge_scopes,
-    token_cache,
 )
 from crossfetch.transport.challenge import MalformedChallenge
+from crossfetch.transport.deferred import DeferredAuth
+from crossfetch.transport.tokens import TokenCache
 from crossfetch.transport.wire import Auth, Headers, Request, Response
 
 REG = "registry.example:5000"
@@ -63,6 +64,7 @@ class FakeTransport:
     answer: Callable[[Request], Response] | None = None
     requests: list[tuple[Endpoint, Request]] = field(default_factory=list)
     plain: bool = False
+    tokens: TokenCache = field(default_factory=TokenCache)
 
     def effective_url(self, ep: Endpoint) -> str:
         return ep.url
@@ -281,7 +283,7 @@ def test_bearer_token_is_cached_across_flows_of_one_transport() -> None:
 def test_expired_token_is_fetched_again() -> None:
     now = [1000.0]
     t = FakeTransport()
-    token_cache(t).clock = lambda: now[0]
+    t.tokens.clock = lambda: now[0]
     auth, _ = auth_for(t)
     flow, req = start(auth)
     reply(flow, req, 401, BEARER)
@@ -432,3 +434,28 @@ def test_requests_to_another_host_get_nothing() -> None:
                 f"http://{REG}/v2/"):
         _, first = start(auth, url)
         assert "authorization" not in first.headers, url
+
+
+# -- deferred auth: decided by the transport's own cache, never by what was imported ----------
+
+
+def test_deferred_auth_sends_bare_until_its_host_has_challenged() -> None:
+    t = FakeTransport()
+    d, ep, keys = decision()
+    url = f"https://{REG}/v2/team/app/manifests/v1"
+    # The auth module is imported in this process already; a fresh host still goes bare.
+    lazy = DeferredAuth(ep, d, "pull", transport=t)  # type: ignore[arg-type]
+    flow = lazy.auth_flow(Request("GET", url))
+    first = next(flow)
+    assert "Authorization" not in first.headers and keys.calls == []
+    # The registry challenges: the real flow takes over and answers with a token.
+    retry = flow.send(Response(401, request=first, headers=Headers({"WWW-Authenticate": BEARER})))
+    assert retry.headers["Authorization"].startswith("Bearer ")
+    assert t.tokens.challenged(f"{REG}") is True
+    # A later flow for the same host (same transport) answers up front, saving the 401.
+    eager = DeferredAuth(ep, d, "pull", transport=t)  # type: ignore[arg-type]
+    assert next(eager.auth_flow(Request("GET", url))).headers["Authorization"].startswith(
+        "Bearer ")
+    # Another transport has seen nothing: bare again.
+    other = DeferredAuth(ep, d, "pull", transport=FakeTransport())  # type: ignore[arg-type]
+    assert "Authorization" not in next(other.auth_flow(Request("GET", url))).headers

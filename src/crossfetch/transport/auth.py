@@ -20,9 +20,8 @@ import base64
 import json
 import sys
 import threading
-import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -31,6 +30,7 @@ from ..policy.credentials import credential_secrets, redact
 from ..policy.model import Credential, Endpoint, TLSConfig, TLSMode
 from .challenge import Challenge, MalformedChallenge, parse_challenges, pick
 from .http import unsafe_target
+from .tokens import host_key
 from .wire import URL, Auth, InvalidURL, Request, Response
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ CLIENT_ID = "crossfetch"
 PLAIN_HTTP_OPT_IN = ("--allow-plain-http-credentials, or in the ImageConfig matching this "
                      "registry spec.registry.authentication.allowCredentialsOverPlainHTTP: true "
                      "(crossfetch's own field)")
-_ATTR = "_crossfetch_token_cache"
-_attach_lock = threading.Lock()
 
 
 def _debug(msg: str, *args: object) -> None:
@@ -53,64 +51,6 @@ def _debug(msg: str, *args: object) -> None:
     logging = sys.modules.get("logging")
     if logging is not None:
         logging.getLogger(__name__).debug(msg, *args)
-
-
-# --- token cache --------------------------------------------------------------------------
-
-
-@dataclass
-class TokenCache:
-    """Bearer tokens per (realm, service, scopes, credential identity) until they expire,
-    and the last challenge seen per registry host, shared by every flow of one Transport."""
-
-    clock: Callable[[], float] = time.monotonic
-    _tokens: dict[tuple[str, ...], tuple[str, float]] = field(default_factory=dict)
-    _challenges: dict[str, Challenge] = field(default_factory=dict)
-    _locks: dict[tuple[str, ...], threading.Lock] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self, key: tuple[str, ...]) -> str | None:
-        with self._lock:
-            hit = self._tokens.get(key)
-            if hit is None:
-                return None
-            if self.clock() >= hit[1]:
-                del self._tokens[key]
-                return None
-            return hit[0]
-
-    def put(self, key: tuple[str, ...], token: str, expires_in: float) -> None:
-        # Renew a little early so a token does not expire between check and use.
-        margin = min(10.0, expires_in / 10)
-        with self._lock:
-            self._tokens[key] = (token, self.clock() + expires_in - margin)
-
-    def drop(self, key: tuple[str, ...]) -> None:
-        with self._lock:
-            self._tokens.pop(key, None)
-
-    def lock_for(self, key: tuple[str, ...]) -> threading.Lock:
-        """Held while fetching, so parallel requests ask the token server once."""
-        with self._lock:
-            return self._locks.setdefault(key, threading.Lock())
-
-    def challenge(self, host: str) -> Challenge | None:
-        with self._lock:
-            return self._challenges.get(host)
-
-    def remember(self, host: str, challenge: Challenge) -> None:
-        with self._lock:
-            self._challenges[host] = challenge
-
-
-def token_cache(transport: object) -> TokenCache:
-    """The cache attached to ``transport`` (created on first use)."""
-    with _attach_lock:
-        cache = getattr(transport, _ATTR, None)
-        if not isinstance(cache, TokenCache):
-            cache = TokenCache()
-            setattr(transport, _ATTR, cache)
-        return cache
 
 
 # --- scopes -------------------------------------------------------------------------------
@@ -128,12 +68,6 @@ def merge_scopes(*groups: str | None) -> tuple[str, ...]:
             acts = merged.setdefault((kind, name), [])
             acts.extend(a for a in actions.split(",") if a and a not in acts)
     return tuple(sorted(f"{k}:{n}:{','.join(a)}" for (k, n), a in merged.items()))
-
-
-def _host_port(url: URL) -> str:
-    port = url.port or (443 if url.scheme == "https" else 80)
-    host = url.host if ":" not in url.host else f"[{url.host}]"
-    return f"{host.lower()}:{port}"
 
 
 # --- the flow -----------------------------------------------------------------------------
@@ -160,7 +94,7 @@ class RegistryAuth(Auth):
         self.transport = transport
         self.repository = endpoint.repository or decision.resolved.repository
         self.scope = f"repository:{self.repository}:{actions}"
-        self.cache = token_cache(transport)
+        self.cache = transport.tokens
         self._cred: Credential | None = None
         self._cred_loaded = False
         self._cred_lock = threading.Lock()
@@ -195,7 +129,7 @@ class RegistryAuth(Auth):
     def _ours(self, request: Request) -> bool:
         """Only the endpoint's own host ever gets credentials, whatever sent the request."""
         own = URL(self.transport.effective_url(self.endpoint))
-        return request.url.scheme == own.scheme and _host_port(request.url) == _host_port(own)
+        return request.url.scheme == own.scheme and host_key(request.url) == host_key(own)
 
     def auth_flow(self, request: Request, first: Response | None = None
                   ) -> Generator[Request, Response, None]:
@@ -205,7 +139,7 @@ class RegistryAuth(Auth):
             if first is None:
                 yield request
             return
-        host = _host_port(request.url)
+        host = host_key(request.url)
         sent = _Sent()
         known = self.cache.challenge(host) if first is None else None
         if known is not None:  # the host challenged before: answer up front, save a 401
@@ -326,7 +260,7 @@ class RegistryAuth(Auth):
         """Where the token request goes: the registry's own TLS settings on its host;
         elsewhere verified TLS with the same extra CAs, but no client certificate or headers."""
         base = f"{url.scheme}://{url.netloc}"
-        if _host_port(url) == _host_port(URL(self.transport.effective_url(self.endpoint))):
+        if host_key(url) == host_key(URL(self.transport.effective_url(self.endpoint))):
             return replace(self.endpoint, url=base, override_path=True, repository=None)
         own = self.endpoint.tls
         tls = TLSConfig(mode=TLSMode.DISABLED if url.scheme == "http" else TLSMode.STRICT,

@@ -3,25 +3,22 @@
 Most package pulls are anonymous. :class:`DeferredAuth` sends the first request bare and only
 on a ``401`` imports the real flow (:class:`~crossfetch.transport.auth.RegistryAuth`, the
 challenge parser, the credential sources), hands it that response and lets it answer. Once the
-real flow's module is loaded in the process, later flows are real from the start, so a host
-that challenged is answered up front as before.
+transport's token cache (:attr:`Transport.tokens`) has seen a host challenge, later flows for
+that host are real from the start, so it is answered up front as before.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
-from .wire import Auth, Request, Response
+from .tokens import host_key
+from .wire import URL, Auth, Request, Response
 
 if TYPE_CHECKING:
     from ..policy.model import Decision, Endpoint
     from .auth import RegistryAuth
     from .http import Transport
-
-_REAL = "crossfetch.transport.auth"
-
 
 class DeferredAuth(Auth):
     """A :class:`RegistryAuth` built on the first challenge (same arguments)."""
@@ -31,8 +28,8 @@ class DeferredAuth(Auth):
         self._args = (endpoint, decision, actions)
         self._transport = transport
         self._real: RegistryAuth | None = None
-        if _REAL in sys.modules:  # already paid for: be real from the start
-            self._materialize()
+        if transport.tokens.challenged(host_key(URL(transport.effective_url(endpoint)))):
+            self._materialize()  # this host asks for credentials: answer up front
 
     def _materialize(self) -> RegistryAuth:
         if self._real is None:

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..policy.model import Endpoint, TLSMode
 from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context
+from .tokens import TokenCache
 from .wire import Auth, Body, Pool, Request, Response, WireError, send_with_auth
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -126,6 +127,8 @@ class Transport:
         self._clients_lock = threading.Lock()  # resolve shares one Transport across threads
         self._fallback: set[str] = set()
         """Endpoint URLs proven to speak plain HTTP and allowed to."""
+        self.tokens = TokenCache()
+        """Bearer tokens and challenges, shared by every auth flow of this transport."""
 
     # --- clients ---
 
