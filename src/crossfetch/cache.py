@@ -220,6 +220,7 @@ class Cache:
         self._lock = threading.Lock()
         self._fallback: Path | None = None
         self._swept = False
+        self._stuck = False
         self.ephemeral = ephemeral
         if ephemeral:
             self.root = self._private_root()
@@ -410,6 +411,7 @@ class Cache:
         until the cache holds at most ``max_size`` bytes (default :attr:`max_size`; ``0``
         removes every entry no one is using)."""
         limit = self.max_size if max_size is None else max_size
+        self._stuck = False
         leftovers = self.sweep(self.root)
         for d in _entry_dirs(self.root):
             if _open_entry(d) is _BROKEN:
@@ -417,6 +419,11 @@ class Cache:
                 leftovers += 1
         removed, in_use = self._evict(limit)
         size = sum(e.size for e in self.entries())
+        if self._stuck:
+            why = errno.EROFS if _read_only(self.root) else errno.EACCES
+            raise ConfigError(f"cannot remove entries from cache {self.root}: "
+                              f"{os.strerror(why)}",
+                              fix="run as the cache's owner, or on a writable mount")
         return PruneResult(removed, in_use, leftovers, size)
 
     def _bound(self, root: Path) -> None:
@@ -441,7 +448,10 @@ class Cache:
                 except OSError:
                     in_use.append(e)
                     continue
-                gone = self._move_aside(e.dir, expect_ino=os.fstat(fd).st_ino)
+                ino = os.fstat(fd).st_ino
+                gone = self._move_aside(e.dir, expect_ino=ino)
+                if not gone and _inode(e.dir / ENTRY_FILE) == ino:  # still there: cannot remove
+                    self._stuck = True
             finally:
                 os.close(fd)
             if gone:
@@ -604,6 +614,20 @@ def _entry_dirs(root: Path) -> Iterator[Path]:
                 d = base / algo / h / v
                 if d.is_dir() and not d.is_symlink():
                     yield d
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _touch(d: Path) -> None:

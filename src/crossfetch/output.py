@@ -73,6 +73,9 @@ class _File(Output):
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise OutputError(f"-o {self.shown} is a directory",
                               fix=f"name a file in it, e.g. -o {Path(given) / 'package.yaml'}")
+        if st is not None and stat.S_ISSOCK(st.st_mode):
+            raise OutputError(f"-o {self.shown} is a socket, which cannot be written as a file",
+                              fix="name a file, a FIFO or a device instead")
         self.in_place = st is not None and not stat.S_ISREG(st.st_mode)
         if self.in_place:
             if not os.access(self.target, os.W_OK):

@@ -266,3 +266,12 @@ def test_no_cache_is_private_and_removed_on_close(tmp_path: Path) -> None:
     e.release()
     cache.close()
     assert not root.exists() and not (tmp_path / "unused").exists()
+
+
+def test_prune_of_a_readonly_cache_is_an_error(readonly_cache: Path) -> None:
+    from crossfetch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Read-only file system") as e:
+        Cache(readonly_cache).prune(0)
+    assert e.value.fix and str(readonly_cache) in e.value.message
+    assert len(Cache(readonly_cache).entries()) == 1

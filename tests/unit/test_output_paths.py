@@ -125,13 +125,18 @@ def test_failed_pull_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     assert out.read_bytes() == b"old" and hidden(tmp_path) == []
 
 
-@pytest.mark.parametrize("case", ["missing-dir", "directory", "parent-is-file"])
+@pytest.mark.parametrize("case", ["missing-dir", "directory", "parent-is-file", "socket"])
 def test_errors_name_the_users_path(tmp_path: Path, case: str) -> None:
+    import socket
+
     (tmp_path / "file").write_text("x")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s"))
     given = {"missing-dir": tmp_path / "no" / "such" / "p.yaml", "directory": tmp_path,
-             "parent-is-file": tmp_path / "file" / "p.yaml"}[case]
+             "parent-is-file": tmp_path / "file" / "p.yaml", "socket": tmp_path / "s"}[case]
     with pytest.raises(OutputError) as e:
         open_output(given)
+    sock.close()
     assert str(given) in e.value.message and e.value.fix
     assert e.value.exit_code == 2
 
