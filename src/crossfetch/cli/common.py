@@ -373,20 +373,27 @@ def emit_json(obj: Any) -> None:
     echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
 
 
-def fail(err: CrossfetchError, output_format: str) -> NoReturn:
+def fail(err: CrossfetchError, output_format: str, *,
+         crossplane_version: str | None = None) -> NoReturn:
     """Print an error (text to stderr, or JSON to stdout) and exit with its code."""
-    report(err, output_format)
+    report(err, output_format, crossplane_version=crossplane_version)
     sys.exit(err.exit_code)
 
 
-def report(err: CrossfetchError, output_format: str) -> None:
+def report(err: CrossfetchError, output_format: str, *,
+           crossplane_version: str | None = None) -> None:
     """Print an error: ``error:`` lines on stderr, or one JSON object on stdout. An error
-    that carries only facts gets its fix written here, at the edge
-    (:func:`crossfetch.fixes.for_error`)."""
+    that carries only facts gets its fix written here, at the edge, for the Crossplane release
+    ``crossplane_version`` (:func:`crossfetch.fixes.for_error`)."""
     if err.fix is None:
+        from ..crossplane.profile import get
         from ..fixes import for_error
 
-        written = for_error(err)
+        try:
+            profile = get(crossplane_version)
+        except CrossfetchError:  # an unknown version is reported by its own error
+            profile = get()
+        written = for_error(err, profile)
         if written is not None:
             err.fix = written.text().rstrip("\n")
     if output_format == "json":
@@ -416,7 +423,7 @@ def handle_errors(f: F) -> F:
         try:
             return f(ns)
         except CrossfetchError as e:
-            fail(e, fmt)
+            fail(e, fmt, crossplane_version=getattr(ns, "crossplane_version", None))
         except OSError as e:
             if isinstance(e, BrokenPipeError) and stdout_is_broken():
                 raise  # the reader of our output left: main() exits quietly

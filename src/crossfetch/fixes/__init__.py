@@ -11,11 +11,15 @@ ConfigMap), :mod:`.helm` (Crossplane Helm values), :mod:`.hoststoml` (containerd
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import CrossfetchError
 from . import causes
 from .fix import CROSSFETCH_ONLY, Audience, Fix, Step, Target
+
+if TYPE_CHECKING:
+    from ..crossplane.profile import Profile
 
 __all__ = ["CROSSFETCH_ONLY", "Audience", "Fix", "Step", "Target", "causes", "for_error"]
 
@@ -28,19 +32,20 @@ def _registry(err: CrossfetchError) -> str | None:
     return err.host
 
 
-def for_error(err: CrossfetchError, target: Target | None = None, *,
-              crossplane_speaks_http: bool | None = None) -> Fix | None:
-    """The fix for ``err``'s cause, written for ``target`` (``None``: the newest Crossplane),
-    or ``None`` when the cause has no written fix. ``crossplane_speaks_http``: whether that
-    Crossplane falls back to plain HTTP for the host by itself."""
+def for_error(err: CrossfetchError, profile: Profile | None = None) -> Fix | None:
+    """The fix for ``err``'s cause, written for the Crossplane release ``profile`` models
+    (``None``: the default, newest one), or ``None`` when the cause has no written fix."""
+    from ..crossplane.profile import get, plain_http_allowed
+
     registry = _registry(err)
     if registry is None:
         return None
+    target = profile or get()
     host = err.host or registry
     cause = err.cause
     if cause == "plain-http":
         return causes.plain_http(registry, target=target,
-                                 crossplane_speaks_http=crossplane_speaks_http)
+                                 crossplane_speaks_http=plain_http_allowed(target, registry))
     if cause == "tls-expected":
         return causes.tls_expected(registry)
     if cause == "untrusted-certificate":

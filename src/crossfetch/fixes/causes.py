@@ -68,8 +68,8 @@ def loopback(registry: str, host: str, *, is_ip: bool, resolver_maps: bool = Tru
         else:
             steps.append(Step(
                 Audience.CROSSPLANE,
-                f"{cp}: {host} is the pod itself inside a cluster, and this version has no "
-                f"ImageConfig rewriteImage: reference the package by an address pods can "
+                f"{cp}: {host} is the pod itself inside a cluster, and this version cannot "
+                f"rewrite a package reference: reference the package by an address pods can "
                 f"reach{why}, e.g. {to}<repository>:<tag>"))
         return Fix(tuple(steps))
     steps += [
@@ -231,19 +231,18 @@ def unauthorized(registry: str, *, target: Target | None = None) -> Fix:
     """The registry wants credentials."""
     name = object_name(registry, "pull")
     secret = cluster.pull_secret_command(registry, name)
+    label = crossplane_label(target)
+    cp = [Step(Audience.CROSSPLANE, f"{label}: a pull secret in Crossplane's namespace,", secret)]
     if _has(target, "pull_secret_ref"):
-        cp = Step(Audience.CROSSPLANE,
-                  f"{crossplane_label(target)}: a pull secret matched by an ImageConfig:",
-                  secret + "\n" + imageconfig_yaml(f"{registry}/",
-                                                   name=object_name(registry, "auth"),
-                                                   pull_secret=name))
+        cp.append(Step(Audience.CROSSPLANE, f"{label}: the pull secret matched by an ImageConfig:",
+                       imageconfig_yaml(f"{registry}/", name=object_name(registry, "auth"),
+                                        pull_secret=name)))
     else:
-        cp = Step(Audience.CROSSPLANE,
-                  f"{crossplane_label(target)}: a pull secret named in the package's "
-                  f"spec.packagePullSecrets:", secret)
-    return Fix((cp, Step(Audience.CROSSFETCH,
-                         "crossfetch itself: --pull-secret secret.yaml, or --username USER "
-                         "--password-stdin")))
+        cp.append(Step(Audience.CROSSPLANE, f"{label}: the pull secret named in the package's "
+                       "spec.packagePullSecrets."))
+    return Fix((*cp, Step(Audience.CROSSFETCH,
+                          "crossfetch itself: --pull-secret secret.yaml, or --username USER "
+                          "--password-stdin")))
 
 
 def client_certificate(registry: str, *, target: Target | None = None) -> Fix:
