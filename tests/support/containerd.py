@@ -87,21 +87,17 @@ def write_hosts_toml(
     """
     if "://" not in server:
         server = f"{'http' if plain_http else 'https'}://{server}"
+    from crossfetch.fixes.hoststoml import Host, hosts_toml
+
     d = hosts_dir / host
     d.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f'server = "{server}"',
-        "",
-        f'[host."{server}"]',
-        '  capabilities = ["pull", "resolve"]',
-    ]
     if ca is not None:
         shutil.copyfile(ca, d / "ca.crt")
-        lines.append(f'  ca = "{d / "ca.crt"}"')
-    if skip_verify:
-        lines.append("  skip_verify = true")
+    # crossfetch's one hosts.toml writer, so every CRI test applies its output in containerd.
     path = d / "hosts.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(hosts_toml(Host(server), [Host(server, capabilities=("pull", "resolve"),
+                                                   ca=(str(d / "ca.crt"),) if ca else (),
+                                                   skip_verify=True if skip_verify else None)]))
     return path
 
 

@@ -203,7 +203,8 @@ def test_untrusted_certificate_fix_offers_crossplane_only_its_ca_bundle(
     [own] = [s for s in fix.for_audience(Audience.CROSSFETCH) if "caBundleConfigMapRef" in s.body]
     assert CROSSFETCH_ONLY in own.title
     [node] = fix.for_audience(Audience.NODE)
-    assert tomllib.loads(node.body)["ca"] == f"/etc/containerd/certs.d/{REG}/ca.crt"
+    node_toml = tomllib.loads(node.body)
+    assert node_toml["host"][f"https://{REG}"]["ca"] == f"/etc/containerd/certs.d/{REG}/ca.crt"
 
 
 def test_loopback_ip_fix_follows_the_plain_http_rule_of_the_release() -> None:

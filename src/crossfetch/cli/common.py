@@ -420,6 +420,7 @@ def handle_errors(f: F) -> F:
     @functools.wraps(f)
     def wrapper(ns: argparse.Namespace) -> Any:
         fmt = getattr(ns, "output_format", "text")
+        WARNINGS.clear()  # one run's warnings (the CLI may run in-process more than once)
         try:
             return f(ns)
         except CrossfetchError as e:

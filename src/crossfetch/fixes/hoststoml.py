@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .names import CA_KEY, containerd_hosts_dir, toml_str
+from .names import CA_KEY, CERTS_D, containerd_hosts_dir, toml_str
 
 CONFIG_PATH_NOTE = (
     'containerd reads it only when its config sets config_path = "/etc/containerd/certs.d" '
@@ -70,13 +70,17 @@ def hosts_toml(server: Host, mirrors: Sequence[Host] = (), *,
 
 
 def for_registry(registry: str, *, plain_http: bool = False, ca: bool = False,
-                 skip_verify: bool = False, server: str | None = None) -> str:
+                 skip_verify: bool = False, server: str | None = None,
+                 certs_d: str = CERTS_D) -> str:
     """The node fix for one registry (``host[:port]``): plain HTTP, or TLS with the CA saved as
-    ``ca.crt`` next to the file in containerd's certs.d. ``server`` overrides the host the node
-    talks to (Docker Hub's API host)."""
+    ``ca.crt`` next to the file in containerd's ``certs_d``. ``server`` overrides the host the
+    node talks to (Docker Hub's API host)."""
     scheme = "http" if plain_http else "https"
-    directory = containerd_hosts_dir(registry)
-    return hosts_toml(Host(f"{scheme}://{server or registry}",
-                           ca=(f"{directory}/{CA_KEY}",) if ca else (),
-                           skip_verify=True if skip_verify else None),
+    directory = containerd_hosts_dir(registry, certs_d)
+    url = f"{scheme}://{server or registry}"
+    # The settings go in a [host] table: containerd 1.6 (Debian 12) ignored them at the top
+    # level (tests/integration/test_fixes_applied.py applies this file in a real containerd).
+    return hosts_toml(Host(url), [Host(url, capabilities=("pull", "resolve"),
+                                       ca=(f"{directory}/{CA_KEY}",) if ca else (),
+                                       skip_verify=True if skip_verify else None)],
                       comments=[f"{directory}/hosts.toml"])

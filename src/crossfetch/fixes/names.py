@@ -19,9 +19,9 @@ def object_name(registry: str, suffix: str = "") -> str:
     return f"{base}-{suffix}" if suffix else base
 
 
-def containerd_hosts_dir(registry: str) -> str:
+def containerd_hosts_dir(registry: str, certs_d: str = CERTS_D) -> str:
     """Where containerd looks for ``registry``'s ``hosts.toml`` (with ``config_path`` set)."""
-    return f"{CERTS_D}/{registry}"
+    return f"{certs_d}/{registry}"
 
 
 def toml_str(s: str) -> str:
