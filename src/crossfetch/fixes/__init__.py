@@ -32,9 +32,12 @@ def _registry(err: CrossfetchError) -> str | None:
     return err.host
 
 
-def for_error(err: CrossfetchError, profile: Profile | None = None) -> Fix | None:
+def for_error(err: CrossfetchError, profile: Profile | None = None, *,
+              crossplane_speaks_http: bool | None = None) -> Fix | None:
     """The fix for ``err``'s cause, written for the Crossplane release ``profile`` models
-    (``None``: the default, newest one), or ``None`` when the cause has no written fix."""
+    (``None``: the default, newest one), or ``None`` when the cause has no written fix.
+    ``crossplane_speaks_http`` overrides whether that release falls back to plain HTTP for the
+    host (default: its go-containerregistry rule for the registry that failed)."""
     from ..crossplane.profile import get, plain_http_allowed
 
     registry = _registry(err)
@@ -44,8 +47,10 @@ def for_error(err: CrossfetchError, profile: Profile | None = None) -> Fix | Non
     host = err.host or registry
     cause = err.cause
     if cause == "plain-http":
+        if crossplane_speaks_http is None:
+            crossplane_speaks_http = plain_http_allowed(target, registry)
         return causes.plain_http(registry, target=target,
-                                 crossplane_speaks_http=plain_http_allowed(target, registry))
+                                 crossplane_speaks_http=crossplane_speaks_http)
     if cause == "tls-expected":
         return causes.tls_expected(registry)
     if cause == "untrusted-certificate":
