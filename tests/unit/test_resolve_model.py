@@ -159,3 +159,10 @@ def test_tag_listing_failure_is_crossplanes_message() -> None:
                                 "dependency version to install: cannot fetch dependency package "
                                 "tags: gone: 404")
     assert not sol.ok
+
+
+def test_a_package_depending_on_itself_is_a_cycle() -> None:
+    g: Graph = {"r": {"v1.0.0": [("a", ">=1.0.0")]}, "a": {"v1.0.0": [("a", ">=1.0.0")]}}
+    out, sol = run(g)
+    assert out.lock_message is not None and out.lock_message.endswith("detected cycle on: a")
+    assert not sol.ok and sol.failure.reason == "detected cycle on: a"

@@ -18,6 +18,11 @@ Two controllers act (crossplane, ``internal/controller/pkg``):
 
 The Lock's condition message is ``Error occurred during dependency resolution <err>``
 (``apis/pkg/v1beta1`` ``ResolutionFailed``). Upgrades/downgrades (alpha flags) are not modelled.
+
+Read at (github.com/crossplane/crossplane): ``resolver/reconciler.go`` 0192034, ``dag/dag.go``
+04c770c, ``revision/dependency.go`` 01186b7 and main (``NDependenciesAndSomeMore`` and the
+"existing package ... is incompatible with constraint" wording, PR #5314); crossplane-runtime
+``pkg/resource`` ``StableNAndSomeMore``; see also shared/docs/upstream-facts.md §2 (2d040d2).
 """
 
 from __future__ import annotations

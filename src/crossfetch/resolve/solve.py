@@ -199,10 +199,12 @@ class Solver:
                    ) -> tuple[str, str, list[Requirement]] | None:
         """Does ``got`` contradict a version already chosen, or close a cycle?"""
         for e in got.edges:
+            req = [Requirement(e, (f"{got.source}@{got.version}",))]
+            if e.source == got.source:
+                return e.source, f"detected cycle on: {e.source}", req
             have = chosen.get(e.source)
             if have is None:
                 continue
-            req = [Requirement(e, (f"{got.source}@{got.version}",))]
             if _reaches(have, got.source, chosen):
                 return e.source, f"detected cycle on: {e.source}", req
             if is_digest(e.constraint) or is_digest(have.version):
