@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
 
+from .capped import read_capped
 from .errors import (
     CrossfetchError,
     DigestMismatch,
@@ -209,19 +210,11 @@ class RegistryClient:
             if resp.status_code != 200:
                 resp.read_some()
                 raise self._status_error(resp, "GET manifest")
-            declared = _content_length(resp) or 0
-            if declared > MAX_MANIFEST_BYTES:
-                raise LimitExceeded(f"manifest at {resp.request.url} is {declared} bytes, above "
-                                    f"the {MAX_MANIFEST_BYTES} cap", url=str(resp.request.url))
-            buf = bytearray()
-            for chunk in resp.iter_raw():
-                buf += chunk
-                if len(buf) > MAX_MANIFEST_BYTES:
-                    raise LimitExceeded(f"manifest at {resp.request.url} exceeds the "
-                                        f"{MAX_MANIFEST_BYTES} byte cap", url=str(resp.request.url))
+            raw = read_capped(resp.iter_raw(), MAX_MANIFEST_BYTES,
+                              f"manifest at {resp.request.url}", url=str(resp.request.url),
+                              declared=_content_length(resp))
         finally:
             resp.close()
-        raw = bytes(buf)
         url = str(resp.request.url)
         header = resp.headers.get("docker-content-digest")
         if ident.startswith(("sha256:", "sha512:")):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from ..errors import LimitExceeded
+from ..capped import read_capped
 from ..oci import MAX_MANIFEST_BYTES, Descriptor, check_digest, verify_bytes
 from . import hints
 from .client import RuntimeClient
@@ -37,22 +37,10 @@ class RuntimeBlobSource:
         else:
             target = self.client.manifest_target(f"{self.ref.name}:{identifier}")
             digest, media_type = check_digest(target.digest), target.media_type
-        size = self._info_size(digest)
-        if size > MAX_MANIFEST_BYTES:
-            raise LimitExceeded(
-                f"manifest {digest} of {self.ref.name} is {size} bytes, above the "
-                f"{MAX_MANIFEST_BYTES} cap",
-                url=self.client.endpoint,
-                mode="cri",
-            )
-        buf = bytearray()
-        for chunk in self._read(digest):  # capped as it arrives, not only by the reported size
-            buf += chunk
-            if len(buf) > MAX_MANIFEST_BYTES:
-                raise LimitExceeded(f"manifest {digest} of {self.ref.name} exceeds the "
-                                    f"{MAX_MANIFEST_BYTES} byte cap", url=self.client.endpoint,
-                                    mode="cri")
-        raw = bytes(buf)
+        # capped as it arrives, not only by the size the store reports
+        raw = read_capped(self._read(digest), MAX_MANIFEST_BYTES,
+                          f"manifest {digest} of {self.ref.name}", url=self.client.endpoint,
+                          mode="cri", declared=self._info_size(digest))
         verify_bytes(
             raw,
             digest,

@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from ..errors import AuthError, LimitExceeded, PolicyRefused, Unauthorized
+from ..capped import read_capped
+from ..errors import AuthError, PolicyRefused, Unauthorized
 from ..policy.credentials import credential_secrets, redact
 from ..policy.model import Credential, Endpoint, TLSConfig, TLSMode
 from .challenge import Challenge, MalformedChallenge, parse_challenges, pick
@@ -338,16 +339,10 @@ class RegistryAuth(Auth):
 
 def _read_capped(resp: Response, where: str) -> bytes:
     declared = resp.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_TOKEN_RESPONSE:
-        raise LimitExceeded(f"token response from {where} is {declared} bytes, above the "
-                            f"{MAX_TOKEN_RESPONSE} byte cap", url=where)
-    buf = bytearray()
-    for chunk in resp.iter_bytes():  # requests ask for identity: no content coding to undo
-        buf += chunk
-        if len(buf) > MAX_TOKEN_RESPONSE:
-            raise LimitExceeded(f"token response from {where} exceeds the "
-                                f"{MAX_TOKEN_RESPONSE} byte cap", url=where)
-    return bytes(buf)
+    # requests ask for identity: no content coding to undo
+    return read_capped(resp.iter_bytes(), MAX_TOKEN_RESPONSE, f"token response from {where}",
+                       url=where, declared=int(declared) if declared and declared.isascii()
+                       and declared.isdigit() else None)
 
 
 def _parse_token(data: bytes, where: str) -> tuple[str, float]:

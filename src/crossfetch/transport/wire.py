@@ -207,16 +207,14 @@ class Response:
     def read(self, cap: int = MAX_BODY) -> bytes:
         """The whole body (at most ``cap`` bytes are kept; more is an error)."""
         if self._content is None:
-            buf = bytearray()
-            for chunk in self.iter_raw():
-                buf += chunk
-                if len(buf) > cap:
-                    self.close()
-                    from ..errors import LimitExceeded
+            from ..capped import read_capped
 
-                    raise LimitExceeded(f"response from {self.url} exceeds the {cap} byte cap",
-                                        url=str(self.url))
-            self._content = bytes(buf)
+            try:
+                self._content = read_capped(self.iter_raw(), cap, f"response from {self.url}",
+                                            url=str(self.url))
+            except Exception:
+                self.close()
+                raise
         return self._content
 
     def read_some(self, cap: int = 64 * 1024) -> bytes:

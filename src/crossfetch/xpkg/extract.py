@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
-from ..errors import LimitExceeded
+from ..capped import read_capped
 from ..oci import (
     MAX_MANIFEST_BYTES,
     BlobSource,
@@ -40,17 +40,10 @@ class PackageRead:
 def read_config(source: BlobSource, manifest: Manifest) -> dict[str, Any]:
     """Download, verify and parse the image config (capped like a manifest)."""
     desc = manifest.config
-    if desc.size > MAX_MANIFEST_BYTES:
-        raise LimitExceeded(f"image config is {desc.size} bytes, above the "
-                            f"{MAX_MANIFEST_BYTES} byte cap")
-    data = bytearray()
-    for chunk in source.open_blob(desc):
-        data += chunk
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise LimitExceeded(f"image config is over the {MAX_MANIFEST_BYTES} byte cap")
-    verify_bytes(bytes(data), desc.digest, "image config")
     what = f"image config {desc.digest}"
-    return check_config(load_json(bytes(data), what), what)
+    data = read_capped(source.open_blob(desc), MAX_MANIFEST_BYTES, what, declared=desc.size)
+    verify_bytes(data, desc.digest, "image config")
+    return check_config(load_json(data, what), what)
 
 
 def _lazy(source: BlobSource, desc: Descriptor) -> Iterator[bytes]:
