@@ -166,3 +166,15 @@ def test_a_package_depending_on_itself_is_a_cycle() -> None:
     out, sol = run(g)
     assert out.lock_message is not None and out.lock_message.endswith("detected cycle on: a")
     assert not sol.ok and sol.failure.reason == "detected cycle on: a"
+
+
+@pytest.mark.parametrize(("version", "expected"), [
+    ("v1.19", "xpkg.upbound.io/crossplane-contrib/provider-helm"),
+    ("v1.20", "xpkg.crossplane.io/crossplane-contrib/provider-helm"),
+    ("v2.3", "crossplane-contrib/provider-helm")])
+def test_short_dependency_names_take_the_releases_default_registry(version: str,
+                                                                    expected: str) -> None:
+    f = FakeFetcher({}, version)
+    f.client = type("C", (), {"default_registry": None})()  # type: ignore[assignment]
+    assert f.qualified("crossplane-contrib/provider-helm") == expected
+    assert f.qualified("reg.local:5000/a/b") == "reg.local:5000/a/b"

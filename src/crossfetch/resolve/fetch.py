@@ -129,7 +129,7 @@ class Fetcher:
         # Crossplane lists dependency tags through the ImageConfig rewrite and pull secret from
         # v1.20 (CachedClient.ListVersions -> RewritePath; resolver reconciler.go
         # findDependencyVersionToInstall: RewritePath, then PullSecretFor the rewritten path).
-        decision = self.client.decide(source)
+        decision = self.client.decide(self.qualified(source))
         if decision.rewrite_source is not None and not self.profile.rewrite_for_tag_listing:
             self.notes.append(
                 f"Crossplane {self.profile.version} lists the tags of {source} without the "
@@ -139,11 +139,20 @@ class Fetcher:
         return self.client.registry(decision).tags()
 
     def _pull(self, source: str, version: str) -> Fetched:
-        result = self.client.pull(ref_for(source, version))
+        result = self.client.pull(ref_for(self.qualified(source), version))
         with self._lock:
             self.requests += 1
         return Fetched(source, version, result.digest, str(result.resolved), result.package,
                        edges_of(source, version, result.package), str(result.path))
+
+    def qualified(self, source: str) -> str:
+        """``source`` with a registry: Crossplane v1.x completes short names with its default
+        registry (the profile's; ``--default-registry`` wins); v2 has none and refuses them."""
+        first, sep, _ = source.partition("/")
+        if sep and ("." in first or ":" in first or first == "localhost"):
+            return source
+        registry = self.client.default_registry or self.profile.default_registry
+        return f"{registry}/{source}" if registry else source
 
     # --- Crossplane's pick ---
 
