@@ -220,7 +220,8 @@ def _check_revisions(out: Outcome, fetcher: Fetcher) -> None:
                 if version != e.constraint:
                     out.revision_messages[src] = (
                         "cannot resolve package dependencies: existing package "
-                        f"{e.source}@{version} is incompatible with constraint {e.constraint}")
+                        f"{e.source}@{version} is incompatible with constraint "
+                        f"{e.constraint.strip()}")
                     break
                 continue
             try:
@@ -230,8 +231,10 @@ def _check_revisions(out: Outcome, fetcher: Fetcher) -> None:
                 out.revision_messages[src] = f"cannot resolve package dependencies: {err}"
                 break
             if not c.check(v):
-                bad.append(f"existing package {e.source}@{version} is incompatible with "
-                           f"constraint {e.constraint}")
+                # dependency.go: TrimSpace(dep.Constraints); an empty one adds no clause
+                bad.append(f"existing package {e.source}@{version}" + (
+                    f" is incompatible with constraint {e.constraint.strip()}"
+                    if e.constraint else ""))
         if bad and src not in out.revision_messages:
             out.revision_messages[src] = ("cannot resolve package dependencies: incompatible "
                                           f"dependencies: {'; '.join(bad)}")

@@ -77,7 +77,8 @@ class Pick:
 
 
 def edges_of(source: str, version: str, package: Package) -> tuple[Edge, ...]:
-    return tuple(Edge(source, version, d.package.strip(), d.version.strip(), d.api_version,
+    # the constraint is kept as written: Crossplane hands dep.Constraints to NewConstraint as is
+    return tuple(Edge(source, version, d.package.strip(), d.version, d.api_version,
                       d.kind, d.form) for d in package.depends_on)
 
 
