@@ -101,6 +101,9 @@ class Reference:
                 f"invalid reference {original!r}: references carry no URL scheme",
                 fix="drop the scheme; choose plain HTTP or TLS with an ImageConfig tls.mode",
             )
+        if _looks_like_a_file(ref):
+            raise InvalidReference(f"{original!r} is not a package reference",
+                                   fix=_qualify_fix(original))
         digest = None
         if "@" in ref:
             ref, digest = ref.rsplit("@", 1)
@@ -118,9 +121,7 @@ class Reference:
             if not default_registry:
                 raise InvalidReference(
                     f"package reference {original!r} is not fully qualified: it names no registry",
-                    cause="not-fully-qualified",
-                    fix=f"write the registry host, e.g. xpkg.crossplane.io/{ref}, "
-                    "or pass --default-registry HOST",
+                    cause="not-fully-qualified", fix=_qualify_fix(original),
                 )
             registry, remainder = default_registry.rstrip("/"), ref
         tag = None
@@ -181,6 +182,28 @@ class Reference:
         if self.digest:
             s += f"@{self.digest}"
         return s
+
+
+_FILE_SUFFIXES = (".yaml", ".yml", ".json", ".xpkg", ".tar", ".gz", ".tgz")
+
+
+def _looks_like_a_file(ref: str) -> bool:
+    return ref.startswith(("/", "./", "../", "~"))
+
+
+def _qualify_fix(ref: str) -> str:
+    """The fix for a reference without a registry: qualify it only when the result would be
+    a valid reference; a file path is named as one."""
+    if _looks_like_a_file(ref) or ref.lower().endswith(_FILE_SUFFIXES):
+        return (f"{ref} looks like a file, and this takes a registry reference such as "
+                "registry.example.com/org/pkg:v1.0.0; to publish a package file: crossfetch "
+                f"push -f {ref} REGISTRY/REPOSITORY:TAG")
+    suggestion = f"xpkg.crossplane.io/{ref}"
+    try:
+        Reference.parse(suggestion)
+    except InvalidReference:
+        return "write a full reference, e.g. registry.example.com/org/pkg:v1.0.0"
+    return f"write the registry host, e.g. {suggestion}, or pass --default-registry HOST"
 
 
 def parse(ref: str, *, default_registry: str | None = None) -> Reference:

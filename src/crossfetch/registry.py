@@ -129,8 +129,7 @@ class RegistryClient:
                 "--username with --password-stdin, or an ImageConfig pullSecretRef")
         if status == 404:
             return NotFound(f"{what}: {url} answered 404 Not Found{code}", status=status, url=url,
-                            host=resp.request.url.host,
-                            fix="check the repository and tag (crossfetch tags REF lists tags)")
+                            host=resp.request.url.host, fix=_not_found_fix(url))
         if status == 407:  # only a forward proxy (HTTP_PROXY) answers 407
             return HTTPStatusError(
                 f"{what}: {url} answered 407 Proxy Authentication Required (the forward "
@@ -338,3 +337,24 @@ class RegistryClient:
                 raise FetchError(f"unexpected pagination link {nxt}")
             tail = path_q[len(prefix):]
         raise LimitExceeded(f"more than {MAX_TAG_PAGES} pages of tags")
+
+
+def _not_found_fix(url: str) -> str:
+    """What to check after a 404, by what was asked: a tag list's 404 means the repository
+    itself is missing (listing its tags again would not help)."""
+    parts = urlsplit(url)
+    path = parts.path.split("/v2/", 1)[-1]
+    found = next(((path.partition(marker)[0], kind) for marker, kind in (
+        ("/tags/list", "tags"), ("/manifests/", "manifest"), ("/blobs/", "blob"))
+        if marker in path), None)
+    if found is None:
+        return "check the repository name and the tag or digest"
+    name, kind = found
+    where = f"{parts.netloc}/{name}"
+    if kind == "tags":
+        return (f"the repository {name} does not exist on {parts.netloc}, or these credentials "
+                "may not see it: check its name (and the path of any rewriteImage or mirror)")
+    if kind == "manifest":
+        return f"check the tag or digest; the repository's tags: crossfetch tags {where}"
+    return (f"{where} lacks a blob its manifest names: push the package again "
+            "(or check the registry's storage)")

@@ -216,10 +216,18 @@ def fetch_chain(host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT,
             with ctx.wrap_socket(raw, server_hostname=sni) as tls:
                 ders = _unverified_chain_der(tls)
     except ssl.SSLError as e:
+        from .transport.tls import speaks_plain_http
+
+        if speaks_plain_http(host, port, timeout):
+            from .errors import PlainHTTPError
+
+            # A fact, not a TLS failure: the fix (allow plain HTTP) is written at the edge.
+            raise PlainHTTPError(
+                f"{netloc} speaks plain HTTP, not TLS: it has no certificate to trust",
+                url=f"https://{netloc}/", host=host, mode="Strict") from None
         raise TLSError(f"TLS handshake with {netloc} failed: {e.reason or e}", host=host,
                        cause="tls-error",
-                       fix="check that the port speaks TLS (plain-HTTP registries need no "
-                       "trust)") from None
+                       fix="check that the port speaks TLS 1.2 or newer") from None
     except TimeoutError:
         raise TransportError(f"{netloc} did not complete a TLS handshake within {timeout:g}s",
                              host=host, cause="timeout",

@@ -134,7 +134,7 @@ def add_policy_options(p: argparse.ArgumentParser, *, network: bool = True,
                    metavar="FILE",
                    help="Multi-document YAML with ImageConfig, ConfigMap and Secret objects, as "
                    "you would kubectl apply them. Repeatable.")
-    g.add_argument("--ca-bundle", metavar="FILE", default=os.environ.get("CA_BUNDLE_PATH") or None,
+    g.add_argument("--ca-bundle", metavar="FILE",
                    help="Extra CA certificates (PEM), added to the system roots for every "
                    "registry. Env: CA_BUNDLE_PATH (Crossplane's name).")
     g.add_argument("--default-registry", metavar="HOST",
@@ -241,6 +241,13 @@ def default_registry(params: dict[str, Any]) -> str | None:
     return crossplane_default(prof, params.get("default_registry"))
 
 
+def _ca_bundle_env() -> dict[str, str]:
+    """The one variable the policy reads from the environment: ``CA_BUNDLE_PATH``, Crossplane's
+    name for its CA bundle (``--ca-bundle`` wins over it); errors then name the one used."""
+    value = os.environ.get("CA_BUNDLE_PATH")
+    return {"CA_BUNDLE_PATH": value} if value else {}
+
+
 def build_policy(params: dict[str, Any]) -> Policy:
     prof = crossplane_profile(params)
     if prof is not None:
@@ -261,7 +268,7 @@ def _crossplane_policy(params: dict[str, Any], prof: Profile) -> Policy:
                          "and pass it with --pull-secret (the package's packagePullSecrets) or "
                          "name it in an ImageConfig pullSecretRef")
     policy = Policy.load(params.get("config_files") or (), ca_bundle=params.get("ca_bundle"),
-                         env={},
+                         env=_ca_bundle_env(),
                          allow_plain_http_credentials=bool(
                              params.get("allow_plain_http_credentials")))
     report_warnings(policy.objects.warnings)
@@ -273,9 +280,8 @@ def _build_policy(params: dict[str, Any]) -> Policy:
     from ..policy.node import load_node_policy
     from ..policy.resolver import Policy
 
-    # CA_BUNDLE_PATH is read by the parser into --ca-bundle, so the policy sees no environment.
     policy = Policy.load(params.get("config_files") or (), ca_bundle=params.get("ca_bundle"),
-                         env={},
+                         env=_ca_bundle_env(),
                          allow_plain_http_credentials=bool(
                              params.get("allow_plain_http_credentials")))
     report_warnings(policy.objects.warnings)

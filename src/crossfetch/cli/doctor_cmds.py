@@ -22,7 +22,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..doctor.report import Check
+    from ..doctor.report import Check, Report
 
 
 def _labels(text: str | None) -> dict[str, str] | None:
@@ -84,7 +84,15 @@ def run_doctor(ns: argparse.Namespace) -> None:
         echo(render_text(report, verbose=verbose), nl=False)
     if report.interrupted:
         sys.exit(130)
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok else _exit_code(report))
+
+
+def _exit_code(report: Report) -> int:
+    """2 when the reference itself is invalid (as ``pull`` exits: bad usage), else 1."""
+    from ..doctor.report import Status
+
+    failed = next((c for c in report.checks if c.status is Status.FAIL), None)
+    return 2 if failed is not None and failed.name == "reference" else 1
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import tempfile
 from collections.abc import Callable
@@ -40,8 +41,8 @@ def _pull_hint(ns: argparse.Namespace, ref: str, digest: str) -> str:
     args = ["crossfetch", "pull", f"{name}@{digest}"]
     for f in ns.config_files:
         args += ["--config", f]
-    if ns.ca_bundle:
-        args += ["--ca-bundle", ns.ca_bundle]
+    if ns.ca_bundle or os.environ.get("CA_BUNDLE_PATH"):
+        args += ["--ca-bundle", ns.ca_bundle or os.environ["CA_BUNDLE_PATH"]]
     for f in ns.pull_secrets:
         args += ["--pull-secret", f]
     if ns.allow_plain_http_credentials:

@@ -226,8 +226,8 @@ class ApiStages:
         try:
             tags = self.rc.tags()
         except CrossfetchError as e:
-            return (f"# the repository {ref.repository} is not there either ({e.cause}); check "
-                    f"the name\ncrossfetch tags {ref.name}")
+            return (f"# the repository {ref.repository} is not there either ({e.cause}): check "
+                    "its name, and the path of any rewriteImage or mirror")
         shown = ", ".join(tags[:15]) + (" …" if len(tags) > 15 else "")
         return (f"# {ref.repository} exists; its tags: {shown or '(none)'}\n"
                 f"crossfetch tags {ref.name}")

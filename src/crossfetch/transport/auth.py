@@ -317,7 +317,7 @@ class RegistryAuth(Auth):
             f"{request.url.netloc} rejected {who} for {request.method} "
             f"{request.url.path}", status=status, url=str(request.url), host=request.url.host,
             cause="credentials-rejected" if cred else "unauthorized",
-            fix="check the user name and password (docker login again if they changed)" if cred
+            fix=_rejected_fix(cred) if cred
             else "give credentials for this registry: --pull-secret FILE, docker login, "
             "--username with --password-stdin, or an ImageConfig pullSecretRef")
 
@@ -363,3 +363,16 @@ def _parse_token(data: bytes, where: str) -> tuple[str, float]:
         else float(DEFAULT_EXPIRES_IN)
     return token, expires_in
 
+
+def _rejected_fix(cred: Credential) -> str:
+    """What to check when the registry refused ``cred``: the place it came from."""
+    user = f" for user {cred.username}" if cred.username else ""
+    kind = cred.source.kind
+    if kind == "flag":
+        return (f"check the user name and the password given on standard input "
+                f"(--password-stdin){user}: a token may have expired or lack pull access")
+    if kind == "docker-config":
+        return f"check {cred.source.name}{user} (docker login again if the password changed)"
+    if kind == "credential-helper":
+        return f"check what {cred.source.name} returns{user} (log in again through it)"
+    return f"check the credentials in {cred.source}{user}"
