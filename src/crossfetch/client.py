@@ -69,7 +69,8 @@ class PullResult:
     platform: str | None
     package: Package
     path: Path
-    """``package.yaml`` in the cache; it stays there until the :class:`Client` is closed."""
+    """``package.yaml`` in the cache; it stays there until the :class:`Client` is closed (or
+    :meth:`Client.release` is called with it)."""
     cached: bool
     base_layer: dict[str, Any] | None = None
     endpoint: str | None = None
@@ -170,6 +171,13 @@ class Client:
             lease.release()
         if self._own_cache:
             self.cache.close()
+
+    def release(self, path: Path) -> None:
+        """Done with a ``PullResult.path`` before :meth:`close`: the cache may prune it now."""
+        with self._leases_lock:
+            lease = self._leases.pop(Path(path).parent, None)
+        if lease is not None:
+            lease.release()
 
     def _hold(self, entry: CacheEntry) -> None:
         """Keep ``entry`` leased until :meth:`close` (one lease per entry)."""

@@ -275,3 +275,18 @@ def test_prune_of_a_readonly_cache_is_an_error(readonly_cache: Path) -> None:
         Cache(readonly_cache).prune(0)
     assert e.value.fix and str(readonly_cache) in e.value.message
     assert len(Cache(readonly_cache).entries()) == 1
+
+
+def test_client_holds_what_it_handed_out_until_released(tmp_path: Path) -> None:
+    from crossfetch.client import Client
+
+    client = Client(cache=Cache(tmp_path))
+    entry = commit(Cache(tmp_path))
+    client._hold(entry)  # what pull does with the entry behind PullResult.path
+    assert Cache(tmp_path).prune(0).removed == [] and entry.package_path.exists()
+    client.release(entry.package_path)
+    assert len(Cache(tmp_path).prune(0).removed) == 1
+    again = commit(Cache(tmp_path))
+    client._hold(again)
+    client.close()
+    assert len(Cache(tmp_path).prune(0).removed) == 1
