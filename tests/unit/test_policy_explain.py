@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from crossfetch.policy.node import load_node_policy
 from crossfetch.policy.resolver import Policy
@@ -317,3 +318,50 @@ def test_malformed_files_exit_2_with_file_line_and_fix(tmp_path: Path, pki: PKI,
     err = json.loads(out)
     assert code == 2 and err["ok"] is False and err["cause"] == "invalid-config"
     assert err["fix"] and f"{f}:{line}" in err["message"]
+
+
+# -- export of a rewriteImage: nothing dropped silently (docs/policy.md) ---------------------------
+
+
+REWRITE = ("apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata: {name: mirror}\n"
+           "spec:\n  matchImages: [{prefix: xpkg.crossplane.io/crossplane-contrib/}]\n"
+           "  rewriteImage: {prefix: mirror.internal:5000/contrib/}\n")
+
+
+def test_export_hosts_toml_says_it_cannot_rewrite(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "ic.yaml", REWRITE)
+    code, toml = run(tmp_path, "policy", "export", "xpkg.crossplane.io/crossplane-contrib/",
+                     "--config", str(cfg), "--format", "hosts-toml")
+    assert code == 0, toml
+    comments = [line for line in toml.splitlines() if line.startswith("#")]
+    # was: only "# mirror.internal:5000/hosts.toml (crossfetch policy export)"
+    assert any("imageconfig mirror" in c and "rewrites xpkg.crossplane.io/crossplane-contrib/ "
+               "to mirror.internal:5000/contrib/" in c and "cannot rewrite" in c
+               for c in comments), toml
+    assert 'server = "https://mirror.internal:5000"' in toml
+
+
+def test_export_registries_conf_carries_the_rewrite_as_its_location(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "ic.yaml", REWRITE)
+    code, conf = run(tmp_path, "policy", "export", "xpkg.crossplane.io/crossplane-contrib/",
+                     "--config", str(cfg), "--format", "registries-conf")
+    assert code == 0, conf
+    assert "# location is the rewriteImage of imageconfig mirror" in conf
+    conf_file = write(tmp_path / "r.conf", conf)
+    ref = "xpkg.crossplane.io/crossplane-contrib/function-x:v1"
+    [up] = Policy(node=load_node_policy(system=False, registries_conf=str(conf_file))).decide(
+        Reference.parse(ref)).endpoints
+    assert (up.host, up.repository) == ("mirror.internal:5000", "contrib/function-x")
+
+
+def test_export_imageconfig_of_a_rewrite_is_plain_crossplane(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "ic.yaml", REWRITE)
+    code, out = run(tmp_path, "policy", "export", "xpkg.crossplane.io/crossplane-contrib/",
+                    "--config", str(cfg), "--format", "imageconfig")
+    assert code == 0, out
+    # Only fields Crossplane ships (v1.20+): no default-only crossfetch tls block to refuse.
+    assert "tls" not in out and "crossfetch only" not in out
+    [ic] = list(yaml.safe_load_all(out))
+    assert ic["spec"] == {"matchImages": [{"type": "Prefix",
+                                           "prefix": "xpkg.crossplane.io/crossplane-contrib/"}],
+                          "rewriteImage": {"prefix": "mirror.internal:5000/contrib/"}}

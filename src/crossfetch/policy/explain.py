@@ -170,8 +170,7 @@ def _imageconfig(decision: Decision, prefix: str) -> str:
     up = decision.endpoints[-1]
     prefix = prefix.rstrip("/") + "/"  # Crossplane matches raw string prefixes
     name = object_name(prefix.rstrip("/"))
-    comments = [f"# Effective policy for {prefix} (crossfetch policy export).",
-                f"# registry.tls is {CROSSFETCH_ONLY}."]
+    comments = [f"# Effective policy for {prefix} (crossfetch policy export)."]
     if up.tls.allow_http_fallback:
         comments.append("# The node allows plain HTTP after an HTTPS attempt; ImageConfig has no "
                         "fallback: choose tls.mode Disabled if the registry only speaks HTTP.")
@@ -201,8 +200,13 @@ def _imageconfig(decision: Decision, prefix: str) -> str:
         # secrets), so it needs its own ImageConfig for the target prefix.
         tls_prefix = target + "/"
         ics.append(imageconfig(prefix, name=name, rewrite=tls_prefix))
-    ics.append(imageconfig(tls_prefix, name=object_name(tls_prefix.rstrip("/"), "tls")
-                           if ics else name, tls=tls))
+    if tls != TLS(mode=TLSMode.STRICT.value) or up.tls.allow_http_fallback:
+        comments.append(f"# registry.tls is {CROSSFETCH_ONLY}.")
+        ics.append(imageconfig(tls_prefix, name=object_name(tls_prefix.rstrip("/"), "tls")
+                               if ics else name, tls=tls))
+    elif not ics:
+        comments.append("# The default: TLS verified against the system roots, no rewrite; no "
+                        "ImageConfig is needed.")
     for ep in decision.endpoints[:-1]:
         comments.append(f"# ImageConfig cannot express mirror {ep.url} "
                         f"({', '.join(sorted(ep.capabilities))}); keep it in the node files.")
