@@ -255,3 +255,27 @@ def test_doctor_reports_each_check_as_it_completes_and_keeps_them_on_ctrl_c(
     statuses = {c.label: c.status.value for c in report.checks}
     assert statuses["tls"] == "pass" and statuses["package"] == "skip"
     assert report.to_dict()["interrupted"] is True
+
+
+NETPOL = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny-egress, namespace: crossplane-system}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+"""
+
+
+def test_doctor_network_policy_fails_the_crossplane_verdict(
+        tmp_path: Path, https_registry: Registry, packages: dict[str, PushedPackage],
+        pki: PKI) -> None:
+    np = tmp_path / "np.yaml"
+    np.write_text(NETPOL)
+    _, report = doctor(f"{https_registry.host}/{packages[FN].ref}", "--ca-bundle",
+                       str(pki.ca_cert), "--network-policies", str(np))
+    assert stage(report, "networkpolicy")["cause"] == "egress-blocked"
+    cp = report["crossplane"]
+    assert (cp["ok"], cp["cause"]) == (False, "egress-blocked")
+    assert "crossplane-system/default-deny-egress" in cp["detail"]
+    assert "Also: 127.0.0.1 is a loopback address" in cp["detail"]

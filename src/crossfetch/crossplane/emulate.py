@@ -96,9 +96,11 @@ def in_crossplane_terms(err: CrossfetchError, profile: Profile,
     message = f"Crossplane {profile.version} would not pull"
     if decision is not None:
         message += f" {decision.reference}"
-    message += f": {err.message}"
     if err.cause == "plain-http":
-        message += f". {plain_http_summary(profile)}"
+        message += (f": {registry} speaks plain HTTP (HTTPS was tried first), and "
+                    f"{plain_http_summary(profile)}")
+    else:
+        message += f": {err.message}"
     fix = crossplane_fix(err, profile, registry,
                          speaks_http=plain_http_allowed(profile, registry) if registry else None)
     out = type(err).__new__(type(err))

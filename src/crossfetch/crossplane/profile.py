@@ -305,12 +305,11 @@ def plain_http_rule(profile: Profile, host: str) -> str | None:
         return "an RFC 1918 address (10/8, 172.16/12, 192.168/16)"
     if host.startswith("localhost:"):
         return "localhost:PORT"
-    if profile.plain_http_local_dot_local:
-        if _RE_LOCAL_OLD.search(host):
-            return (f"a *.local or *.localhost name (go-containerregistry {profile.ggcr_version} "
-                    f"< {GGCR_LOCAL_DROPPED})")
-    elif _RE_LOCALHOST.search(host):
+    if _RE_LOCALHOST.search(host):
         return "a *.localhost name"
+    if profile.plain_http_local_dot_local and _RE_LOCAL_OLD.search(host):
+        return (f"a *.local name (dropped from the rule in go-containerregistry "
+                f"{GGCR_LOCAL_DROPPED})")
     if "127.0.0.1" in host:
         return "127.0.0.1"
     if "::1" in host:

@@ -70,6 +70,32 @@ def verdict(doctor: Doctor, run: _Run, written: str) -> Verdict:
     data: dict[str, Any] = {"endpoint": ep.url, "resolved": str(decision.resolved),
                             "ignored": list(decision.notes)}
     result = _transport_verdict(doctor, run, decision, ep, data)
+    result = _with_loopback(run, decision, ep, result, data, prof)
+    return _with_network_policy(run, result, data, prof)
+
+
+def _with_network_policy(run: _Run, result: Verdict, data: dict[str, Any],
+                         prof: Profile) -> Verdict:
+    """NetworkPolicies are about the Crossplane pod: egress they deny fails its verdict."""
+    np = run.report.get("networkpolicy")
+    if np is None or np.status is not Status.FAIL:
+        return result
+    if result.ok:
+        return Verdict(prof.version, False, np.cause, np.detail, np.fix, data)
+    if result.cause == "loopback-address":
+        # A denied egress is a fact of the policies; the loopback a guess about cluster DNS
+        # for names: the policy leads.
+        return Verdict(prof.version, False, np.cause,
+                       f"{np.detail}\nAlso: {result.detail.splitlines()[0]}",
+                       (np.fix or "") + (result.fix or ""), data)
+    result.detail += f"\nAlso: {np.detail.splitlines()[0]}"
+    result.fix = (result.fix or "") + (np.fix or "")
+    return result
+
+
+def _with_loopback(run: _Run, decision: Decision, ep: Endpoint, result: Verdict,
+                   data: dict[str, Any], prof: Profile) -> Verdict:
+    """A loopback target is the Crossplane pod itself."""
     loop = _loopback_reason(run, ep)
     if loop is None:
         return result
@@ -174,7 +200,8 @@ def _failure(prof: Profile, decision: Decision, bad: Check, data: dict[str, Any]
                           cause=bad.cause)
     detail = f"{bad.label}: {bad.detail}"
     if bad.cause == "plain-http":
-        detail += f"\n{plain_http_summary(prof)}."
+        detail = (f"{registry} speaks plain HTTP (HTTPS was tried first), and "
+                  f"{plain_http_summary(prof)}.")
     fix = crossplane_fix(err, prof, registry,
                          speaks_http=plain_http_allowed(prof, registry)) or bad.fix
     return Verdict(prof.version, False, bad.cause, detail, fix, data)
