@@ -191,7 +191,7 @@ def test_doctor_cli_process_on_a_healthy_registry(https_registry: Registry, pki:
 # -- reference and dns --------------------------------------------------------------------------
 def test_not_fully_qualified_name() -> None:
     code, report = run_doctor("crossplane-contrib/function-foo:v1")
-    assert code == 1
+    assert code == 2  # an invalid reference is bad usage, as in pull
     assert check(report, "reference")["status"] == "fail"
     assert check(report, "reference")["cause"] == "not-fully-qualified"
     assert check(report, "policy")["status"] == "skip"
