@@ -178,3 +178,29 @@ def test_node_hosts_toml_fix_in_a_real_containerd(
         code, out = pull(ref, tmp_path, "--via", "cri", "--runtime-endpoint", ctd.endpoint)
     assert code == 0, out
     assert out["digest"] == packages[FN].built.manifest_digest
+
+
+@pytest.mark.containerd
+def test_policy_export_hosts_toml_in_a_real_containerd(
+        tmp_path: Path, https_registry: Registry, packages: dict[str, PushedPackage],
+        pki: PKI) -> None:
+    """What `policy export --format hosts-toml` writes from crossfetch's own policy (here a
+    certs.d CA), containerd reads the same way: the node pulls."""
+    from tests.support.containerd import Containerd, containerd_skip_reason
+
+    if reason := containerd_skip_reason():
+        pytest.skip(reason)
+    ref = https_registry.ref(packages[FN].ref)
+    registry = ref.split("/", 1)[0]
+    certs = tmp_path / "certs" / registry
+    certs.mkdir(parents=True)
+    (certs / "ca.crt").write_bytes(pki.ca_cert.read_bytes())
+    r = invoke(["policy", "export", f"{registry}/", "--certs-dir", str(certs.parent),
+                "--no-node-config", "--format", "hosts-toml"])
+    assert r.exit_code == 0, r.output
+    hosts = tmp_path / "certs.d"
+    (hosts / registry).mkdir(parents=True)
+    (hosts / registry / "hosts.toml").write_text(r.stdout)
+    with Containerd(tmp_path / "ctd", hosts_dir=hosts) as ctd:
+        code, out = pull(ref, tmp_path, "--via", "cri", "--runtime-endpoint", ctd.endpoint)
+    assert code == 0, (r.stdout, out)

@@ -250,9 +250,14 @@ def _hosts_toml(decision: Decision, prefix: str) -> str:
                 *_rewrite_note(decision, prefix, "hosts.toml")]
     if decision.blocked is not None:
         comments.append(f"blocked by {decision.blocked}: hosts.toml cannot block a registry")
-    return hosts_toml(_hosts_entry(decision.endpoints[-1], decision, mirror=False),
-                      [_hosts_entry(ep, decision, mirror=True)
-                       for ep in decision.endpoints[:-1]], comments=comments)
+    up = _hosts_entry(decision.endpoints[-1], decision, mirror=False)
+    mirrors = [_hosts_entry(ep, decision, mirror=True) for ep in decision.endpoints[:-1]]
+    if up == Host(up.url):
+        return hosts_toml(up, mirrors, comments=comments)
+    # The upstream's settings go in its own [host] table, after the mirrors: containerd 1.6
+    # (Debian 12) ignored them at the top level (tests/integration/test_fixes_applied.py), and
+    # a table naming the server's URL configures the server (crossfetch reads it so too).
+    return hosts_toml(Host(up.url), [*mirrors, up], comments=comments)
 
 
 def _location(ep: Endpoint, decision: Decision) -> str:
