@@ -10,6 +10,7 @@ outright (the CEL rule on ``spec.package`` wants a dot in the registry host), so
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,3 +280,54 @@ def test_doctor_network_policy_fails_the_crossplane_verdict(
     assert (cp["ok"], cp["cause"]) == (False, "egress-blocked")
     assert "crossplane-system/default-deny-egress" in cp["detail"]
     assert "Also: 127.0.0.1 is a loopback address" in cp["detail"]
+
+
+def test_plain_http_error_fix_says_what_crossplane_does_for_that_host(
+        http_registry: Registry, second_loopback_registry: Registry,
+        packages: dict[str, PushedPackage]) -> None:
+    # 127.0.0.1 is in go-containerregistry's rule: Crossplane already falls back to HTTP there.
+    _, out = pull(ref_at("127.0.0.1", http_registry, packages[FN]))
+    assert out["cause"] == "plain-http"
+    assert "already talks plain HTTP" in out["fix"]
+    # 127.0.0.2 is not: HTTPS only.
+    _, out = pull(ref_at("127.0.0.2", second_loopback_registry, packages[FN]))
+    assert out["cause"] == "plain-http"
+    assert "already talks plain HTTP" not in out["fix"]
+
+
+def _pull_secret_config(tmp_path: Path, registry: str, user: str, password: str) -> str:
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    dockerconfig = json.dumps({"auths": {registry: {"auth": auth}}})
+    path = tmp_path / "auth.yaml"
+    path.write_text(
+        "apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata:\n  name: auth\n"
+        f"spec:\n  matchImages:\n  - prefix: {registry}/\n  registry:\n    authentication:\n"
+        "      pullSecretRef: {name: pull}\n---\napiVersion: v1\nkind: Secret\n"
+        "metadata: {name: pull}\ntype: kubernetes.io/dockerconfigjson\n"
+        f"stringData:\n  .dockerconfigjson: '{dockerconfig}'\n")
+    return str(path)
+
+
+def test_credentials_come_only_from_pull_secrets(
+        tmp_path: Path, basic_auth_registry: Registry, packages: dict[str, PushedPackage],
+        pki: PKI, registry_credentials: tuple[str, str]) -> None:
+    ref = f"{basic_auth_registry.host}/{packages[FN].ref}"
+    user, password = registry_credentials
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    docker_auth = json.dumps({"auths": {basic_auth_registry.host: {"auth": token}}})
+    (docker / "config.json").write_text(docker_auth)
+    env = {"DOCKER_CONFIG": str(docker)}
+    args = ["pull", ref, "--no-node-config", "--retries", "0", "-O", "json", "--ca-bundle",
+            str(pki.ca_cert), "--cache-dir", str(tmp_path / "cache")]
+    # crossfetch reads Docker's config.json; Crossplane never does.
+    assert invoke(args, env=env).exit_code == 0
+    result = invoke([*args, "--as-crossplane"], env=env)
+    assert result.exit_code == 1 and json.loads(result.stdout)["cause"] == "unauthorized"
+    # An ImageConfig pullSecretRef (v1.18+) is what Crossplane uses.
+    config = _pull_secret_config(tmp_path, basic_auth_registry.host, user, password)
+    for version in ("v1.18", "v2.3"):
+        result = invoke([*args, "--as-crossplane", "--crossplane-version", version, "--config",
+                         config], env=env)
+        assert result.exit_code == 0, result.output

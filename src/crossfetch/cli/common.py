@@ -392,14 +392,18 @@ def report(err: CrossfetchError, output_format: str, *,
     that carries only facts gets its fix written here, at the edge, for the Crossplane release
     ``crossplane_version`` (:func:`crossfetch.fixes.for_error`)."""
     if err.fix is None:
-        from ..crossplane.profile import get
+        from urllib.parse import urlsplit
+
+        from ..crossplane.profile import get, plain_http_allowed
         from ..fixes import for_error
 
         try:
             profile = get(crossplane_version)
         except CrossfetchError:  # an unknown version is reported by its own error
             profile = get()
-        written = for_error(err, profile)
+        registry = (urlsplit(err.url).netloc if err.url else "") or err.host
+        written = for_error(err, profile, crossplane_speaks_http=plain_http_allowed(
+            profile, registry) if registry else None)
         if written is not None:
             err.fix = written.text().rstrip("\n")
     if output_format == "json":
