@@ -109,6 +109,12 @@ class Client:
     >>> with Client(Policy.load(["local.yaml"])) as c:          # doctest: +SKIP
     ...     result = c.pull("registry.local:8443/fns/function-foo:v0.1.0")
     ...     print(result.package.kind, result.digest)
+
+    Network bounds (the CLI's options of the same names): ``timeout`` (connect, and the longest
+    wait for one read), ``deadline`` (all of one request, default 30 s; a blob until its body
+    starts), ``min_rate``/``rate_window`` (the slowest a blob body may arrive, default 1024
+    bytes/s over 30 s; rate 0: none), ``retries`` (per request; a broken-off blob is resumed as
+    often). A ``transport`` passed in brings its own.
     """
 
     def __init__(
@@ -123,6 +129,9 @@ class Client:
         transport: Transport | None = None,
         timeout: float | None = None,
         retries: int = 3,
+        deadline: float | None = None,
+        min_rate: float | None = None,
+        rate_window: float | None = None,
         progress: Progress | None = None,
         via: str = "direct",
         runtime_endpoint: str | None = None,
@@ -143,10 +152,15 @@ class Client:
                              "linux/arm64") from None
         self.default_registry = default_registry
         if transport is None:
-            from .transport.http import Timeouts, Transport
+            from .transport.deadline import Floor
+            from .transport.http import DEADLINE, Timeouts, Transport
 
             t = Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout)
-            transport = Transport(timeouts=t, retries=retries)
+            floor = Floor()
+            floor = Floor(floor.rate if min_rate is None else min_rate,
+                          floor.window if rate_window is None else rate_window)
+            transport = Transport(timeouts=t, retries=retries, floor=floor,
+                                  deadline=DEADLINE if deadline is None else deadline)
         self.transport = transport
         self.timeout = timeout
         self.progress = progress
@@ -285,8 +299,17 @@ class Client:
             raise CacheMiss(f"{resolved} ({top}) is not in the cache and the pull policy is Never",
                             fix="pull it with --pull-policy IfNotPresent first")
         rc = rc or self.registry(decision)
-        return self._fetch(decision, _ProgressSource(rc, self._bar), top,
-                           lambda: rc.last_endpoint.url if rc.last_endpoint else None)
+        source = _ProgressSource(rc, self._bar)
+        try:
+            return self._fetch(decision, source, top,
+                               lambda: rc.last_endpoint.url if rc.last_endpoint else None)
+        except DigestMismatch as e:
+            if e.detail.get("retried"):
+                raise
+            # A blob that did not match its digest: once more, from another endpoint when
+            # there is one (the RegistryClient puts the one that served it last).
+            return self._fetch(decision, source, top,
+                               lambda: rc.last_endpoint.url if rc.last_endpoint else None)
 
     def runtime(self, *, pull_timeout: float | None = None) -> Any:
         """A :class:`crossfetch.cri.RuntimeClient` for ``runtime_endpoint``; each call is

@@ -27,6 +27,8 @@ from .errors import (
 )
 from .oci import ACCEPT, MAX_MANIFEST_BYTES, Descriptor, check_digest, digest_of
 from .policy.model import PULL, RESOLVE, Decision, Endpoint
+from .transport.retry import Retry, retry_after_seconds
+from .transport.wire import WireError
 
 if TYPE_CHECKING:
     from .transport.http import Transport
@@ -36,6 +38,8 @@ T = TypeVar("T")
 AuthFactory = Callable[[Endpoint, str], "Auth | None"]
 """Given an endpoint and the scope's actions (``pull`` or ``pull,push``), the auth flow."""
 
+OVERSIZED_FIX = ("a package manifest is a few KiB: the registry (or a proxy) serves something "
+                 "else at this reference; check the reference and the registry")
 HEAD_FALLBACK = ("failed to fetch package descriptor with a GET request after a previous HEAD "
                  "request failure")
 CHUNK = 256 * 1024
@@ -43,10 +47,23 @@ MAX_TAG_PAGES = 1000
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
+RESUMABLE = frozenset({"connection-reset", "connection-failed", "truncated"})
+"""Causes of a broken-off body worth another try (a stall is not: it already cost a deadline)."""
+_CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
+
+
 def _content_length(resp: Response) -> int | None:
-    """The declared body size; ``None`` when absent or not a number (never a ValueError)."""
+    """The declared body size; ``None`` when absent or not ASCII digits (``²`` passes
+    ``isdigit()`` but not ``int()``)."""
     value = (resp.headers.get("content-length") or "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _resumes_at(resp: Response, start: int, size: int) -> bool:
+    """Whether a 206 answers ``Range: bytes=START-`` of a ``size``-byte blob exactly."""
+    m = _CONTENT_RANGE_RE.fullmatch((resp.headers.get("content-range") or "").strip())
+    return m is not None and int(m.group(1)) == start and int(m.group(2)) == size - 1 and \
+        m.group(3) in ("*", str(size))
 
 
 class PingResult(NamedTuple):
@@ -65,6 +82,8 @@ class RegistryClient:
         self.transport = transport
         self._auth = auth
         self.last_endpoint: Endpoint | None = None
+        self._suspects: set[tuple[str, str]] = set()
+        """(endpoint URL, digest) pairs that once served content not matching its digest."""
 
     # --- plumbing ---
 
@@ -75,37 +94,72 @@ class RegistryClient:
         return f"{prefix}/{repo}/{tail}"
 
     def _send(self, ep: Endpoint, method: str, tail: str, *, headers: dict[str, str] | None = None,
-              stream: bool = False, follow: bool = False, actions: str = "pull") -> Response:
+              stream: bool = False, follow: bool = False, actions: str = "pull",
+              blob: bool = False) -> Response:
         auth = self._auth(ep, actions) if self._auth else None
         return self.transport.send(ep, method, self._path(ep, tail), headers=headers, auth=auth,
-                                   stream=stream, follow_redirects=follow)
+                                   stream=stream, follow_redirects=follow, blob=blob)
 
-    def _each(self, capability: str, what: str, fn: Callable[[Endpoint], T]) -> T:
-        """Try ``fn`` on each endpoint that has ``capability``; return the first success."""
+    def _each(self, capability: str, what: str, fn: Callable[[Endpoint], T],
+              digest: str | None = None) -> T:
+        """Try ``fn`` on each endpoint that has ``capability``; return the first success.
+
+        Content that does not match its digest is tried once more: from the next endpoint,
+        or from the start on the last one (endpoints that served ``digest`` wrong before go
+        last); a second mismatch is reported.
+        """
         endpoints = self.decision.endpoints_for(capability)
         if not endpoints:
             raise PolicyRefused(
                 f"no endpoint of {self.decision.resolved.registry} may {capability} "
                 f"(needed to {what})", cause="no-endpoint",
                 fix="give the upstream or a mirror the capability in hosts.toml")
+        if digest is not None:
+            endpoints = tuple(sorted(endpoints, key=lambda e: (e.url, digest) in self._suspects))
+        queue = list(endpoints)
         errors: list[tuple[Endpoint, CrossfetchError]] = []
-        for ep in endpoints:
+        mismatched = False
+        i = 0
+        while True:
+            ep = queue[i]
             try:
                 result = fn(ep)
             except PolicyRefused:
                 raise
             except FetchError as e:
-                if isinstance(e, DigestMismatch) or ep is endpoints[-1]:
+                again = isinstance(e, DigestMismatch) and not mismatched
+                if again:
+                    mismatched = True
+                    if i == len(queue) - 1:
+                        queue.append(ep)  # no other source: once more from the start
+                if i == len(queue) - 1:
+                    if mismatched and isinstance(e, DigestMismatch):
+                        e.detail["retried"] = True
                     if errors:
                         e.detail.setdefault("skippedEndpoints", [
                             {"url": x.url, "role": x.role, "error": str(err.message)}
                             for x, err in errors])
                     raise
                 errors.append((ep, e))
+                i += 1
                 continue
             self.last_endpoint = ep
             return result
+
+    def _transient(self, ep: Endpoint, fn: Callable[[], T]) -> T:
+        """``fn`` tried again (with backoff) when a body broke off or was cut short."""
+        retry = self.transport.retry
+        for attempt in range(retry.total + 1):
+            try:
+                return fn()
+            except FetchError as e:  # before the headers the transport has retried already
+                if attempt == retry.total or e.cause not in RESUMABLE or \
+                        e.detail.get("phase") not in ("body", "truncated"):
+                    raise
+                self.transport.sleep(retry.backoff_delay(attempt))
         raise AssertionError("unreachable")
+
+    _retry_after_max = Retry().retry_after_max
 
     @staticmethod
     def _status_error(resp: Response, what: str) -> HTTPStatusError:
@@ -137,12 +191,26 @@ class RegistryClient:
                 cause="proxy-error", fix="put them in the proxy URL: "
                 "HTTP_PROXY=http://USER:PASSWORD@proxy:PORT (or exempt the registry with "
                 "NO_PROXY)")
+        wait = retry_after_seconds(resp.headers.get("retry-after"))
+        if status in (429, 503) and wait is not None:
+            cap = RegistryClient._retry_after_max
+            over = f", above the {cap:g} s crossfetch waits" if wait > cap else ""
+            return HTTPStatusError(
+                f"{what}: {url} answered {status} {resp.reason_phrase}{code} and asked to retry "
+                f"after {wait:.0f} s{over}", status=status, url=url, host=resp.request.url.host,
+                cause="rate-limited" if status == 429 else "unavailable",
+                fix=f"try again in {wait:.0f} s" + (" (the registry is rate-limiting this client; "
+                                                    "credentials often raise the limit)"
+                                                    if status == 429 else ""))
         if status == 405:
             return HTTPStatusError(f"{what}: {url} answered 405 Method Not Allowed", status=status,
                                    url=url, cause="method-not-allowed",
                                    fix="the registry or a proxy refuses this method")
         return HTTPStatusError(f"{what}: {url} answered {status} {resp.reason_phrase}{code}",
-                               status=status, url=url, host=resp.request.url.host)
+                               status=status, url=url, host=resp.request.url.host,
+                               fix="the registry (or a proxy in front of it) failed on its side; "
+                               "check its health and logs, and try again" if status >= 500 else
+                               "check the reference and the registry's logs")
 
     # --- verbs ---
 
@@ -185,6 +253,8 @@ class RegistryClient:
         except (DigestMismatch, PolicyRefused):
             raise
         except FetchError as e:
+            if e.cause == "stalled":  # a GET would stall the same way: one deadline is enough
+                raise
             head_err = e
         try:
             raw, mt, digest = self._get_manifest_on(ep, ident)
@@ -200,18 +270,29 @@ class RegistryClient:
         """(raw, media type, digest) of a manifest, verified; capped at 4 MiB."""
         capability = PULL if identifier.startswith("sha256:") else RESOLVE
         return self._each(capability, "fetch the manifest",
-                          lambda ep: self._get_manifest_on(ep, identifier))
+                          lambda ep: self._get_manifest_on(ep, identifier),
+                          digest=identifier if identifier.startswith("sha") else None)
 
     def _get_manifest_on(self, ep: Endpoint, ident: str) -> tuple[bytes, str, str]:
+        try:
+            return self._transient(ep, lambda: self._get_manifest_once(ep, ident))
+        except DigestMismatch:
+            self._suspects.add((ep.url, ident))
+            raise
+
+    def _get_manifest_once(self, ep: Endpoint, ident: str) -> tuple[bytes, str, str]:
         resp = self._send(ep, "GET", f"manifests/{ident}", headers={"Accept": ACCEPT},
                           stream=True)
         try:
             if resp.status_code != 200:
                 resp.read_some()
                 raise self._status_error(resp, "GET manifest")
-            raw = read_capped(resp.iter_raw(), MAX_MANIFEST_BYTES,
-                              f"manifest at {resp.request.url}", url=str(resp.request.url),
-                              declared=_content_length(resp))
+            try:
+                raw = read_capped(resp.iter_raw(), MAX_MANIFEST_BYTES,
+                                  f"manifest at {resp.request.url}", url=str(resp.request.url),
+                                  declared=_content_length(resp), fix=OVERSIZED_FIX)
+            except WireError as e:
+                raise self.transport.explain(ep, str(resp.request.url), e) from None
         finally:
             resp.close()
         url = str(resp.request.url)
@@ -220,13 +301,17 @@ class RegistryClient:
             algo = ident.split(":", 1)[0]
             if digest_of(raw, algo) != ident:
                 raise DigestMismatch(f"manifest from {url} does not match its digest {ident}",
-                                     url=url, fix="the registry or a proxy altered the manifest")
+                                     url=url, fix="the registry or a proxy altered the manifest; "
+                                     "it was fetched twice and not kept")
             digest = ident
         else:
             digest = digest_of(raw)
             if header and header.startswith("sha256:") and header != digest:
                 raise DigestMismatch(f"manifest from {url} hashes to {digest}, but the registry "
-                                     f"said {header}", url=url)
+                                     f"said {header}", url=url,
+                                     fix="the registry or a proxy reports a wrong "
+                                     "Docker-Content-Digest (or altered the manifest); it was "
+                                     "fetched twice and not kept")
         mt = (resp.headers.get("content-type") or "").split(";")[0].strip()
         return raw, mt, digest
 
@@ -234,32 +319,42 @@ class RegistryClient:
                   ) -> Iterator[bytes]:
         """Stream a blob, verifying its size and digest as it goes.
 
-        The digest error is raised after the last chunk, so a consumer must not trust its
-        output until the iterator is exhausted without error.
+        A body that breaks off is resumed where it stopped (a ``Range`` request; from the
+        start when the registry does not honour it), up to ``Retry.total`` times, and the
+        digest is checked over everything yielded. The digest error is raised after the last
+        chunk, so a consumer must not trust its output until the iterator is exhausted
+        without error (and may call again once: the endpoint that served it wrong goes last).
         """
-        resp = self._each(PULL, "fetch a blob", lambda ep: self._open_blob_on(ep, desc))
-        return self._verified(resp, desc, progress)
+        ep, resp = self._each(PULL, "fetch a blob", lambda ep: self._open_blob_on(ep, desc),
+                              digest=desc.digest)
+        return self._verified(ep, resp, desc, progress)
 
-    def _open_blob_on(self, ep: Endpoint, desc: Descriptor) -> Response:
-        resp = self._send(ep, "GET", f"blobs/{desc.digest}", stream=True, follow=True)
+    def _open_blob_on(self, ep: Endpoint, desc: Descriptor, start: int = 0
+                      ) -> tuple[Endpoint, Response]:
+        headers = {"Range": f"bytes={start}-"} if start else None
+        resp = self._send(ep, "GET", f"blobs/{desc.digest}", headers=headers, stream=True,
+                          follow=True, blob=True)
+        if resp.status_code == 206 and start and _resumes_at(resp, start, desc.size):
+            return ep, resp
         if resp.status_code != 200:
             resp.read_some()
             raise self._status_error(resp, f"GET blob {desc.digest[:19]}")
-        return resp
+        return ep, resp
 
     def open_blob_unsized(self, digest: str) -> tuple[int, Iterator[bytes]]:
         """Stream a blob known only by its digest (a pull-through cache's case): its size
         comes from the response's ``Content-Length``, and the chunks are verified as in
         :meth:`open_blob`. A response without a length is an error."""
         desc = Descriptor(media_type="", digest=check_digest(digest), size=0)
-        resp = self._each(PULL, "fetch a blob", lambda ep: self._open_blob_on(ep, desc))
+        ep, resp = self._each(PULL, "fetch a blob", lambda ep: self._open_blob_on(ep, desc),
+                              digest=desc.digest)
         size = _content_length(resp)
         if size is None:
             resp.close()
             raise FetchError(f"blob {digest} from {resp.request.url} came without a "
                              "Content-Length", url=str(resp.request.url),
                              fix="the registry or a proxy in front of it must send the length")
-        return size, self._verified(resp, desc._replace(size=size), None)
+        return size, self._verified(ep, resp, desc._replace(size=size), None)
 
     def stat_blob(self, digest: str) -> int:
         """The size of a blob (``HEAD``); raises :class:`NotFound` when it is absent."""
@@ -276,31 +371,61 @@ class RegistryClient:
 
         return self._each(PULL, "stat a blob", on)
 
-    @staticmethod
-    def _verified(resp: Response, desc: Descriptor,
+    def _verified(self, ep: Endpoint, resp: Response, desc: Descriptor,
                   progress: Callable[[int], None] | None) -> Iterator[bytes]:
         algo = desc.digest.split(":", 1)[0]
         h = hashlib.new(algo)
-        n = 0
+        n = skip = resumes = 0
+        retry = self.transport.retry
         url = str(resp.request.url)
         try:
-            for chunk in resp.iter_raw(CHUNK):
-                n += len(chunk)
-                if n > desc.size:
-                    raise LimitExceeded(f"blob {desc.digest} from {url} is larger than its "
-                                        f"declared {desc.size} bytes", url=url)
-                h.update(chunk)
-                if progress:
-                    progress(len(chunk))
-                yield chunk
+            while True:
+                try:
+                    for chunk in resp.iter_raw(CHUNK):
+                        if skip:  # a resume from the start: drop what was already yielded
+                            cut = min(skip, len(chunk))
+                            skip -= cut
+                            chunk = chunk[cut:]
+                            if not chunk:
+                                continue
+                        n += len(chunk)
+                        if n > desc.size:
+                            raise LimitExceeded(f"blob {desc.digest} from {url} is larger than "
+                                                f"its declared {desc.size} bytes", url=url)
+                        h.update(chunk)
+                        if progress:
+                            progress(len(chunk))
+                        yield chunk
+                    if skip == 0:
+                        break
+                    err: FetchError = FetchError(
+                        f"blob from {url} ended before the {n + skip} bytes already read",
+                        url=url, cause="truncated")
+                except WireError as e:
+                    if n == desc.size and e.phase == "truncated":
+                        break  # a Content-Length above the blob's size: the digest decides
+                    err = self.transport.explain(ep, url, e)
+                if resumes >= retry.total or err.cause not in RESUMABLE:
+                    raise err from None
+                resp.close()
+                self.transport.sleep(retry.backoff_delay(resumes))
+                resumes += 1
+                ep, resp = self._open_blob_on(ep, desc, start=n)
+                skip = n if resp.status_code == 200 else 0
+                url = str(resp.request.url)
         finally:
             resp.close()
         actual = f"{algo}:{h.hexdigest()}"
         if n != desc.size or actual != desc.digest:
+            self._suspects.add((ep.url, desc.digest))
+            short = n < desc.size
             raise DigestMismatch(
                 f"blob from {url} does not match its descriptor: expected {desc.digest} "
                 f"({desc.size} bytes), got {actual} ({n} bytes)", url=url,
-                fix="the registry or a proxy altered the blob; nothing was kept")
+                cause="truncated" if short else None,
+                fix="the blob was cut short in transit; nothing was kept: try again" if short
+                else "the registry or a proxy altered the blob; nothing was kept",
+                detail={"resumed": resumes} if resumes else None)
 
     def tags(self) -> list[str]:
         """Every tag, following ``Link`` pagination (which registry 2.8 does not send)."""

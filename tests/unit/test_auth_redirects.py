@@ -34,7 +34,7 @@ class World:
     location: str
     seen: dict[str, list[Request]] = field(default_factory=dict)
 
-    def send(self, request: Request) -> Response:
+    def send(self, request: Request, **_: object) -> Response:
         self.seen.setdefault(request.url.host, []).append(request)
         if request.url.host == REG:
             if "authorization" not in request.headers:

@@ -17,8 +17,9 @@ import trustme
 from crossfetch.errors import PlainHTTPError, PolicyRefused, TLSError, TLSExpectedError
 from crossfetch.fixes import for_error
 from crossfetch.policy.model import Endpoint, TLSConfig, TLSMode
-from crossfetch.transport.http import Transport, _retry_after, unsafe_target
-from crossfetch.transport.wire import BasicAuth, Headers, Request, Response
+from crossfetch.transport.http import Transport, unsafe_target
+from crossfetch.transport.retry import Retry, retry_after_seconds
+from crossfetch.transport.wire import BasicAuth
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -37,6 +38,10 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -217,13 +222,37 @@ def test_retry_after_is_honoured(plain: Server) -> None:
 
 
 def test_retry_after_parsing() -> None:
-    def r(v: str) -> Response:
-        return Response(503, request=Request("GET", "http://r.io/"),
-                        headers=Headers({"Retry-After": v}))
-    assert _retry_after(r("7")) == 7.0
-    assert _retry_after(r("100000")) == 30.0  # capped
-    assert _retry_after(r("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0
-    assert _retry_after(r("soon")) is None
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("100000") == 100000.0  # the cap is the Transport's decision
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("²") is None  # isdigit() accepts it, float() does not
+
+
+def test_huge_retry_after_is_not_slept(plain: Server) -> None:
+    """A Retry-After above the cap ends the retries at once: no hour-long sleep."""
+    calls: list[float] = []
+    plain.route("/busy", 429, {"Retry-After": "3600"})
+    with Transport(retries=3, sleep=calls.append) as t:
+        resp = t.send(ep(f"http://{plain.host}", TLSMode.DISABLED), "GET", "/busy")
+    assert resp.status_code == 429 and calls == [] and len(plain.seen) == 1
+
+
+def test_post_is_not_resent_after_a_5xx(plain: Server) -> None:
+    calls: list[float] = []
+    plain.route("/token", 503)
+    with Transport(retries=3, sleep=calls.append) as t:
+        resp = t.send(ep(f"http://{plain.host}", TLSMode.DISABLED), "POST", "/token",
+                      content=b"grant_type=refresh_token")
+    assert resp.status_code == 503 and calls == [] and len(plain.seen) == 1
+
+
+def test_retry_value() -> None:
+    r = Retry()
+    assert r.may_resend("GET") and r.may_resend("head") and not r.may_resend("POST")
+    assert not r.may_resend("PATCH")
+    assert r.with_total(0).total == 0 and r.total == 3
+    assert all(0 < r.backoff_delay(a) <= r.backoff_max for a in range(20))
 
 
 # --- system trust anchors ------------------------------------------------------------------

@@ -119,16 +119,29 @@ def stdout_is_broken() -> bool:
         return False
 
 
+def rate(text: str) -> float:
+    """argparse type of ``--min-rate``: a finite number of bytes/s, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes/s") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate: give bytes/s, 0 or more")
+    return value
+
+
 def add_output_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-O", dest="output_format", choices=["text", "json"],
                    default="text", help="Human text, or one JSON object for scripts.")
 
 
 def add_policy_options(p: argparse.ArgumentParser, *, network: bool = True,
-                       timeout_help: str | None = None) -> None:
+                       timeout_help: str | None = None, deadlines: bool = True) -> None:
     """Options that decide where to go and whom to trust. ``network=False`` leaves out the
     options of commands that send nothing (``--timeout``, ``--retries``); ``timeout_help``
-    replaces the ``--timeout`` text for a command with its own default."""
+    replaces the ``--timeout`` text for a command with its own default; ``deadlines=False``
+    leaves out ``--deadline``/``--min-rate``/``--rate-window`` (a command with its own
+    bounds)."""
     g = p.add_argument_group("policy")
     g.add_argument("--config", "-c", dest="config_files", action="append", default=[],
                    metavar="FILE",
@@ -141,10 +154,25 @@ def add_policy_options(p: argparse.ArgumentParser, *, network: bool = True,
                    help="Registry for names without one (Crossplane v2 refuses such names).")
     if network:
         g.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
-                       help=timeout_help or "Connect and read timeout per request (default 10 s "
-                       "connect, 60 s read).")
+                       help=timeout_help or "Connect timeout, and the longest wait for any one "
+                       "read (default 10 s connect, 60 s read).")
+    if network and deadlines:
+        g.add_argument("--deadline", type=seconds, default=None, metavar="SECONDS",
+                       help="The most one request may take in all: connecting, the answer and "
+                       "its body (a blob: until its body starts). A server that accepts and "
+                       "then stalls or drips bytes is cut off with a 'stalled' error "
+                       "(default 30).")
+        g.add_argument("--min-rate", type=rate, default=None, metavar="BYTES_PER_S",
+                       help="The slowest a blob body may arrive, averaged over --rate-window; "
+                       "slower is a 'stalled' error (default 1024; 0: no floor). E.g. "
+                       "--min-rate 100 --rate-window 120 for a very slow link.")
+        g.add_argument("--rate-window", type=seconds, default=None, metavar="SECONDS",
+                       help="The window --min-rate is measured over (default 30).")
+    if network:
         g.add_argument("--retries", type=_retries, default=3, metavar="N",
-                       help="Retries (0..10) on connection errors, 5xx and 429, with backoff.")
+                       help="Retries (0..10) on connection errors, 5xx and 429 (Retry-After "
+                       "honoured up to 30 s), with backoff; a blob that breaks off is resumed "
+                       "where it stopped as often. Only idempotent requests are resent.")
     g.add_argument("--allow-plain-http-credentials", action="store_true",
                    help="Allow sending credentials to registries that policy allows plain "
                    "HTTP. Off by default: credentials in clear text can be stolen.")
@@ -344,6 +372,9 @@ def build_client(params: dict[str, Any], *, progress: bool = True) -> Client:
         default_registry=default_registry(params),
         timeout=params.get("timeout"),
         retries=params.get("retries", 3),
+        deadline=params.get("deadline"),
+        min_rate=params.get("min_rate"),
+        rate_window=params.get("rate_window"),
         progress=make_progress() if progress else None,
         via=params.get("via") or "direct",
         runtime_endpoint=params.get("runtime_endpoint"),

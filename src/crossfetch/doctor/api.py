@@ -10,15 +10,15 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import CrossfetchError, TransportError, Unauthorized
+from ..errors import CrossfetchError, Unauthorized
 from ..fixes import causes
-from ..oci import ACCEPT, Descriptor, resolve_image
+from ..oci import ACCEPT, resolve_image
 from ..registry import HEAD_FALLBACK, RegistryClient
 from .report import Check, Status
 
@@ -249,17 +249,21 @@ class ApiStages:
     # --- package ---
 
     def package_stage(self) -> Check:
+        from ..transport.deadline import budget
         from ..xpkg import extract_package
 
         assert self.state.manifest is not None
         raw, mt, digest = self.state.manifest
-        deadline = time.monotonic() + self.timeout * PACKAGE_DEADLINE_FACTOR
-        source = _DeadlineSource(self.rc, deadline)
+        # One budget for every request of the stage, enforced at each socket read, so a
+        # server that trickles bytes cannot hold the doctor (per-read timeouts would not).
+        source = self.rc
         try:
-            parsed, platform = resolve_image(source, raw, mt, digest, self.platform)
-            with tempfile.TemporaryDirectory(prefix="crossfetch-doctor-") as tmp, \
-                    open(Path(tmp) / "package.yaml", "wb") as sink:
-                read = extract_package(source, parsed, sink, tmp_dir=tmp)
+            with budget(self.timeout * PACKAGE_DEADLINE_FACTOR,
+                        f"the package stage ({PACKAGE_DEADLINE_FACTOR} x --timeout)"):
+                parsed, platform = resolve_image(source, raw, mt, digest, self.platform)
+                with tempfile.TemporaryDirectory(prefix="crossfetch-doctor-") as tmp, \
+                        open(Path(tmp) / "package.yaml", "wb") as sink:
+                    read = extract_package(source, parsed, sink, tmp_dir=tmp)
         except CrossfetchError as e:
             check = _error_check("package", e)
             if e.cause == "no-package-yaml":  # the doctor knows the reference to push to
@@ -280,28 +284,3 @@ class ApiStages:
         return Check("package", Status.PASS, None,
                      f"{pkg.kind} {pkg.name} ({pkg.api_version}), package.yaml {pkg.size} bytes "
                      f"from {how} {read.layer.digest[:19]}…{note}", data=data)
-
-
-class _DeadlineSource:
-    """A BlobSource that gives up when the stage's total budget is spent, so a server that
-    trickles bytes cannot hold the doctor forever (per-read timeouts alone would not stop
-    it)."""
-
-    def __init__(self, rc: RegistryClient, deadline: float) -> None:
-        self.rc = rc
-        self.deadline = deadline
-
-    def _check(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise TransportError("the package stage ran out of time reading blobs",
-                                 cause="timeout", fix="raise --timeout if the link is slow")
-
-    def fetch_manifest(self, identifier: str) -> tuple[bytes, str, str]:
-        self._check()
-        return self.rc.fetch_manifest(identifier)
-
-    def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
-        self._check()
-        for chunk in self.rc.open_blob(desc):
-            self._check()
-            yield chunk

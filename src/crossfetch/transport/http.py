@@ -5,18 +5,21 @@ The rules this module enforces (each has a test that fails without it):
   server answered a TLS handshake with plain HTTP. A certificate error is never a reason.
 - Redirects are followed by hand: never https -> http, never to link-local or metadata
   addresses, and a redirect to another host carries no credentials at all.
-- Connection errors, 5xx and 429 are retried with backoff, honouring ``Retry-After``.
+- Connection errors, 5xx and 429 are retried with backoff, honouring ``Retry-After`` up to a
+  cap (:class:`~crossfetch.transport.retry.Retry`); a request that may have reached the server
+  is resent only when its method is idempotent.
+- Every request has an overall deadline, every blob body a floor rate
+  (:mod:`crossfetch.transport.deadline`): a server that trickles bytes cannot hold a pull.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import random
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from email.utils import parsedate_to_datetime
+from dataclasses import replace
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
@@ -29,34 +32,26 @@ from ..errors import (
     TransportError,
 )
 from ..policy.model import Endpoint, TLSMode
+from .deadline import Floor
+from .retry import Retry, retry_after_seconds
 from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context
 from .tokens import TokenCache
 from .wire import Auth, Body, Pool, Request, Response, WireError, send_with_auth
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
-MAX_RETRY_AFTER = 30.0
 USER_AGENT = f"crossfetch/{__version__}"
+DEADLINE = 30.0
+"""Default overall deadline of one request, in seconds (``--deadline``)."""
+RESENDABLE_CAUSES = frozenset({"connection-reset", "connection-failed", "truncated"})
+"""After the request may have reached the server: worth another try (idempotent only)."""
+UNSENT_CAUSES = frozenset({"connection-refused", "connection-reset", "timeout",
+                           "connection-failed"})
+"""Connecting failed (nothing was sent): worth another try for any method."""
 
 
 class Timeouts(NamedTuple):
     connect: float = 10.0
     read: float = 60.0
-
-
-def _retry_after(resp: Response) -> float | None:
-    value = resp.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-        return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER)
-    except (TypeError, ValueError):
-        return None
 
 
 def _cert_cause(exc: BaseException) -> str:
@@ -117,11 +112,19 @@ def unsafe_target(host: str) -> str | None:
 class Transport:
     """Owns HTTP connections for every endpoint a session talks to."""
 
-    def __init__(self, *, timeouts: Timeouts | None = None, retries: int = 3,
-                 backoff: float = 0.25, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, *, timeouts: Timeouts | None = None, retries: int | Retry = 3,
+                 backoff: float | None = None, sleep: Callable[[float], None] = time.sleep,
+                 deadline: float = DEADLINE, floor: Floor | None = None) -> None:
+        """``deadline``: seconds one request may take in all (a blob: until its headers);
+        ``floor``: the slowest a blob body may arrive (default 1 KiB/s over 30 s; rate 0
+        turns it off); ``retries``: a count, or a :class:`Retry`."""
         self.timeouts = timeouts or Timeouts()
-        self.retries = retries
-        self.backoff = backoff
+        retry = retries if isinstance(retries, Retry) else Retry(total=retries)
+        if backoff is not None:
+            retry = replace(retry, backoff=backoff)
+        self.retry = retry
+        self.deadline = deadline
+        self.floor = floor if floor is not None else Floor()
         self._sleep = sleep
         self._clients: dict[tuple[object, ...], Pool] = {}
         self._clients_lock = threading.Lock()  # resolve shares one Transport across threads
@@ -170,16 +173,27 @@ class Transport:
 
     # --- requests ---
 
+    @property
+    def retries(self) -> int:
+        return self.retry.total
+
+    def sleep(self, seconds: float) -> None:
+        """Wait between tries (replaceable in tests)."""
+        self._sleep(seconds)
+
     def request(self, ep: Endpoint, method: str, url: str, *,
                 headers: dict[str, str] | None = None, auth: Auth | None = None,
                 stream: bool = False, follow_redirects: bool = False,
-                retries: int | None = None, content: bytes | Body | None = None) -> Response:
+                retries: int | None = None, content: bytes | Body | None = None,
+                blob: bool = False) -> Response:
         """Send one request to ``ep`` (``url`` is absolute, built from :meth:`effective_url`).
 
         Redirects, when followed, obey the rules in this module's docstring. With
-        ``stream=True`` the caller must close the response.
+        ``stream=True`` the caller must close the response. ``blob=True``: the deadline ends
+        at the headers and the body is held to the floor rate instead.
         """
-        resp = self._send_retrying(ep, method, url, headers, auth, stream, retries, content=content)
+        resp = self._send_retrying(ep, method, url, headers, auth, stream, retries,
+                                   content=content, blob=blob)
         hops = 0
         while follow_redirects and resp.is_redirect:
             hops += 1
@@ -187,14 +201,18 @@ class Transport:
             resp.close()
             if hops > MAX_REDIRECTS:
                 raise TransportError(f"more than {MAX_REDIRECTS} redirects from {url}", url=url,
-                                     cause="too-many-redirects")
+                                     cause="too-many-redirects",
+                                     fix="the registry (or its storage redirect) sends requests "
+                                     "in a loop: check its redirect settings")
             target = urljoin(str(resp.request.url), location)
             self.check_redirect(str(resp.request.url), target)
             same_host = urlsplit(target).netloc == urlsplit(str(resp.request.url)).netloc
-            # Credentials stay with the registry: another host gets a bare request.
-            resp = self._send_retrying(ep, method, target, headers if same_host else None,
+            # Credentials stay with the registry: another host gets a bare request (only a
+            # Range, which is no credential, goes along).
+            bare = {k: v for k, v in (headers or {}).items() if k.lower() == "range"}
+            resp = self._send_retrying(ep, method, target, headers if same_host else bare,
                                        auth if same_host else None, stream, retries,
-                                       foreign=not same_host)
+                                       foreign=not same_host, blob=blob)
         return resp
 
     @staticmethod
@@ -217,41 +235,42 @@ class Transport:
     def _send_retrying(self, ep: Endpoint, method: str, url: str,
                        headers: dict[str, str] | None, auth: Auth | None, stream: bool,
                        retries: int | None, foreign: bool = False,
-                       content: bytes | Body | None = None) -> Response:
-        attempts = 1 + (self.retries if retries is None else retries)
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
+                       content: bytes | Body | None = None, blob: bool = False) -> Response:
+        retry = self.retry if retries is None else self.retry.with_total(retries)
+        resend = retry.may_resend(method)
+        for attempt in range(1 + retry.total):
+            last = attempt == retry.total
             try:
-                resp = self._send_once(ep, method, url, headers, auth, stream, foreign, content)
+                resp = self._send_once(ep, method, url, headers, auth, stream, foreign, content,
+                                       blob)
             except TransportError as e:
-                if last or e.cause not in ("connection-refused", "connection-reset", "timeout",
-                                           "connection-failed"):
+                sent = e.detail.get("phase") != "connect"
+                if last or e.cause not in (RESENDABLE_CAUSES if sent else UNSENT_CAUSES) or (
+                        sent and not resend):
                     raise
-                self._sleep(self._delay(attempt, None))
+                self._sleep(retry.backoff_delay(attempt))
                 continue
-            if resp.status_code in RETRY_STATUSES and not last:
-                delay = self._delay(attempt, _retry_after(resp))
+            if resp.status_code in retry.statuses and resend and not last:
+                wait = retry_after_seconds(resp.headers.get("retry-after"))
+                if wait is not None and wait > retry.retry_after_max:
+                    return resp  # the caller's error says how long the server asked for
                 resp.close()
-                self._sleep(delay)
+                self._sleep(retry.backoff_delay(attempt) if wait is None else wait)
                 continue
             return resp
         raise AssertionError("unreachable")
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after
-        return float(min(self.backoff * (2**attempt), 5.0) * (0.5 + random.random() / 2))
-
     def _send_once(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
                    auth: Auth | None, stream: bool, foreign: bool,
-                   content: bytes | Body | None = None) -> Response:
+                   content: bytes | Body | None = None, blob: bool = False) -> Response:
         scheme = urlsplit(url).scheme
         pool = self._client(ep, scheme) if not foreign else self._foreign_client(ep, scheme)
         req = Request(method, url, headers=headers, content=content)
         try:
-            resp = send_with_auth(pool, req, auth)
+            resp = send_with_auth(pool, req, auth, deadline=self.deadline,
+                                  floor=self.floor if blob else None)
         except WireError as e:
-            raise self._translate(ep, url, e) from None
+            raise self.explain(ep, url, e) from None
         if scheme == "http" and resp.status_code == 400:
             try:
                 body = resp.read_some()[:200]
@@ -263,7 +282,7 @@ class Transport:
             try:
                 resp.read()
             except WireError as e:
-                raise self._translate(ep, url, e) from None
+                raise self.explain(ep, url, e) from None
             finally:
                 resp.close()
         return resp
@@ -280,8 +299,18 @@ class Transport:
 
     # --- error translation ---
 
+    def explain(self, ep: Endpoint, url: str, e: WireError) -> TransportError:
+        """The crossfetch error for a failure below HTTP on ``url`` (``detail.phase`` says
+        whether anything was sent: ``connect`` means no)."""
+        err = self._translate(ep, url, e)
+        err.detail.setdefault("phase", e.phase)
+        return err
+
     def _translate(self, ep: Endpoint, url: str, e: WireError) -> TransportError:
         parts = urlsplit(url)
+        if e.phase in ("stalled", "truncated", "body") or (
+                e.phase != "connect" and _connect_cause(e) == "timeout"):
+            return self._after_connect(url, e)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         mode = ep.tls.mode.value if parts.scheme == "https" else TLSMode.DISABLED.value
@@ -330,6 +359,33 @@ class Transport:
         }.get(cause, "check the network path to the registry")
         return TransportError(f"cannot reach {parts.netloc} ({cause}): {_innermost(e)}",
                               url=url, host=host, mode=mode, cause=cause, fix=hint)
+
+    def _after_connect(self, url: str, e: WireError) -> TransportError:
+        """A server that accepted the TCP connection, then stalled, broke off or cut the
+        body short: no firewall is to blame."""
+        parts = urlsplit(url)
+        slow = ("if the link is only slow, raise --deadline (a whole request, now "
+                f"{self.deadline:g} s) or lower --min-rate (a blob's floor, now "
+                f"{self.floor.rate:g} B/s over {self.floor.window:g} s)")
+        if e.phase == "truncated":
+            return TransportError(f"{parts.netloc} cut the response short: {e}", url=url,
+                                  host=parts.hostname, cause="truncated",
+                                  fix="the connection to the registry (or a proxy in front of "
+                                  "it) closed before the whole body arrived; nothing was kept. "
+                                  "Try again; if it persists, check the registry and proxies")
+        if e.phase == "body":
+            return TransportError(f"{parts.netloc} broke off the response ({_connect_cause(e)}): "
+                                  f"{e}", url=url, host=parts.hostname,
+                                  cause=_connect_cause(e),
+                                  fix="the registry (or a proxy in front of it) closed the "
+                                  "connection mid-body; nothing was kept. Try again; if it "
+                                  "persists, check the registry and proxies")
+        what = str(e) if e.phase == "stalled" else (
+            f"{e}: no byte arrived for {self.timeouts.read:g} s (read timeout)")
+        return TransportError(f"{parts.netloc} accepted the connection (TCP connected), then "
+                              f"stalled: {what}", url=url, host=parts.hostname, cause="stalled",
+                              fix="the registry or a proxy in front of it is stuck: check its "
+                              f"health and logs; {slow}")
 
     def _tls_expected(self, ep: Endpoint, url: str) -> TLSExpectedError:
         netloc = urlsplit(url).netloc

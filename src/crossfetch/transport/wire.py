@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import base64
 import http.client
+import io
 import json
 import os
 import ssl
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, overload
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
+
+from .deadline import Deadline, Floor, Pace, Stalled
 
 MAX_BODY = 4 * 1024 * 1024
 """Cap for responses read into memory (error bodies, manifests, tokens, tag lists)."""
@@ -32,8 +36,11 @@ class InvalidURL(ValueError):
 
 
 class WireError(Exception):
-    """A request failed below HTTP. ``phase`` is ``connect``, ``proxy`` (the forward proxy
-    refused or failed the connection), ``read`` or ``protocol``; the original exception is the
+    """A request failed below HTTP. ``phase``: ``connect`` (nothing was sent), ``proxy`` (the
+    forward proxy refused or failed the connection), ``read`` or ``protocol`` (before the
+    headers were in), ``body`` (while the body streamed), ``truncated`` (the body ended before
+    its Content-Length) or ``stalled`` (a deadline or the floor rate was spent after TCP
+    connected). The original exception, if any, is the
     ``__cause__``."""
 
     def __init__(self, phase: str, message: str) -> None:
@@ -240,14 +247,21 @@ class Response:
         raw = self._raw
         if raw is None:
             return
+        got = 0
         try:
             while True:
                 try:
                     chunk = raw.read1(chunk_size) if raw.chunked else raw.read(chunk_size)
                 except (OSError, http.client.HTTPException) as e:
-                    raise WireError("read", f"reading the body of {self.url}: {e}") from e
+                    raise WireError("body", f"reading the body of {self.url} (after {got} "
+                                    f"bytes): {e}") from e
                 if not chunk:
+                    if raw.length:  # http.client ends a short Content-Length body silently
+                        raise WireError("truncated", f"the body of {self.url} was cut short: "
+                                        f"{got} of {got + raw.length} bytes "
+                                        "(Content-Length) arrived")
                     break
+                got += len(chunk)
                 yield chunk
         finally:
             self.close()
@@ -319,6 +333,63 @@ def _proxy_parts(proxy: str) -> tuple[str, int, dict[str, str]]:
     return parts.hostname, port, headers
 
 
+class _PacedRaw(io.RawIOBase):
+    """The socket reads of one response, each bounded by its :class:`Pace`."""
+
+    def __init__(self, sockio: io.RawIOBase, sock: Any, pace: Pace, label: str) -> None:
+        self._sockio = sockio  # holds the socket's io reference until the response is closed
+        self._sock = sock
+        self._timeout: float = sock.gettimeout() or 0.0
+        self._last = time.monotonic()
+        self.pace = pace
+        self.label = label
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while True:
+            try:
+                limit = self.pace.wait()
+            except Stalled as e:
+                raise WireError("stalled", f"{self.label}: {e}") from None
+            # Never wait past a bound, but re-arm the socket's timeout rarely: a second early
+            # costs one more lap of this loop, a settimeout per read costs a syscall each.
+            if self._timeout > limit or self._timeout < limit / 2:
+                self._timeout = limit - 1.0 if limit > 2.0 else limit
+                self._sock.settimeout(self._timeout)
+            try:
+                n: int = self._sock.recv_into(b)
+            except TimeoutError:
+                if time.monotonic() - self._last >= self.pace.read_timeout:
+                    raise  # the plain per-read timeout
+                continue  # woke early for a bound: wait() decides
+            self._last = time.monotonic()
+            self.pace.got(n)
+            return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._sockio.close()
+        super().close()
+
+
+_PACE: threading.local = threading.local()
+
+
+class _PacedResponse(http.client.HTTPResponse):
+    """An ``HTTPResponse`` whose reads go through the :class:`Pace` of the request in flight
+    (``Pool.send`` sets it just around ``getresponse``)."""
+
+    def __init__(self, sock: Any, debuglevel: int = 0, method: str | None = None,
+                 url: str | None = None) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        pace: tuple[Pace, str] | None = getattr(_PACE, "current", None)
+        if pace is not None:
+            sockio = self.fp.detach()  # the socket's io reference, now owned by _PacedRaw
+            self.fp = io.BufferedReader(_PacedRaw(sockio, sock, *pace))
+
+
 class Pool:
     """Kept-alive connections per (scheme, host, port, proxy), for one TLS context."""
 
@@ -331,21 +402,23 @@ class Pool:
         self._idle: dict[tuple[str, str, int, str | None], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
-    def _new(self, url: URL, proxy: str | None) -> http.client.HTTPConnection:
+    def _new(self, url: URL, proxy: str | None, pace: Pace) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection
         host, port = url.host, url.effective_port
+        timeout = min(self.connect_timeout, self._left(pace, f"connecting to {url.netloc}"))
         if proxy:
             host, port, _ = _proxy_parts(proxy)
         if url.scheme == "https":
             if self.ssl_context is None:
                 raise WireError("connect", f"no TLS context for {url}")
-            conn = http.client.HTTPSConnection(host, port, timeout=self.connect_timeout,
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout,
                                                context=self.ssl_context)
             if proxy:
                 # CONNECT carries the proxy's credentials; the tunnelled TLS never sees them.
                 conn.set_tunnel(url.host, url.effective_port, headers=_proxy_parts(proxy)[2])
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.response_class = _PacedResponse
         try:
             conn.connect()
         except (OSError, http.client.HTTPException) as e:
@@ -354,8 +427,6 @@ class Pool:
                 raise WireError("proxy", f"connecting to {url.netloc} through the proxy "
                                 f"{host}:{port}: {e}") from e
             raise WireError("connect", f"connecting to {url.netloc}: {e}") from e
-        if conn.sock is not None:
-            conn.sock.settimeout(self.read_timeout)
         return conn
 
     def _checkout(self, key: tuple[str, str, int, str | None]
@@ -369,9 +440,26 @@ class Pool:
         with self._lock:
             self._idle.setdefault(key, []).append(conn)
 
-    def send(self, request: Request) -> Response:
-        """Send ``request``; the response body is left to stream."""
+    @staticmethod
+    def _left(pace: Pace, label: str) -> float:
+        """How long the next socket operation may block (raises once a deadline is spent)."""
+        try:
+            return pace.wait()
+        except Stalled as e:
+            raise WireError("stalled", f"{label}: {e}") from None
+
+    def send(self, request: Request, *, deadline: float | None = None,
+             floor: Floor | None = None) -> Response:
+        """Send ``request``; the response body is left to stream.
+
+        ``deadline`` (seconds) bounds the whole request: connecting, sending, the headers and
+        the body. With ``floor`` the deadline ends at the headers and the body must instead
+        arrive at the floor's rate (for blobs, whose size has no useful deadline).
+        """
         url = request.url
+        label = f"{request.method} {url}"
+        pace = Pace(self.read_timeout,
+                    Deadline(deadline, label) if deadline else None, floor)
         proxy = _proxy_for(url)
         key = (url.scheme, url.host, url.effective_port, proxy)
         target = str(url) if proxy and url.scheme == "http" else url.target
@@ -388,23 +476,35 @@ class Pool:
         # A kept-alive connection the server has since closed gets one retry on a new one
         # (only for requests that are safe to repeat).
         retry_stale = reused is not None and request.method in ("GET", "HEAD")
-        conn = reused or self._new(url, proxy)
+        conn = reused or self._new(url, proxy, pace)
         while True:
+            _PACE.current = (pace, label)
             try:
+                if conn.sock is not None:
+                    conn.sock.settimeout(self._left(pace, label))
                 if isinstance(request.content, Body):
                     body = request.content.open()  # afresh for each send
                 conn.request(request.method, target, body=body, headers=headers)
+                if isinstance(request.content, Body) and deadline:
+                    # An upload takes as long as its size: the deadline bounds the answer.
+                    pace.deadline = Deadline(deadline, label)
                 raw = conn.getresponse()
+            except WireError:
+                conn.close()
+                raise
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 if retry_stale and isinstance(
                         e, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError):
                     retry_stale = False
-                    conn = self._new(url, proxy)
+                    conn = self._new(url, proxy, pace)
                     continue
                 phase = "protocol" if isinstance(e, http.client.HTTPException) and not isinstance(
                     e, http.client.RemoteDisconnected) else "read"
                 raise WireError(phase, f"{request.method} {url}: {e}") from e
+            finally:
+                _PACE.current = None
+            pace.body()
             return self._wrap(request, raw, conn, key)
 
     def _wrap(self, request: Request, raw: http.client.HTTPResponse,
@@ -431,14 +531,16 @@ class Pool:
             c.close()
 
 
-def send_with_auth(pool: Pool, request: Request, auth: Auth | None) -> Response:
-    """Drive ``auth``'s flow: send each request it yields, hand back each response."""
+def send_with_auth(pool: Pool, request: Request, auth: Auth | None, *,
+                   deadline: float | None = None, floor: Floor | None = None) -> Response:
+    """Drive ``auth``'s flow: send each request it yields, hand back each response
+    (``deadline`` and ``floor`` as in :meth:`Pool.send`, for each of them)."""
     if auth is None:
-        return pool.send(request)
+        return pool.send(request, deadline=deadline, floor=floor)
     flow = auth.auth_flow(request)
     req = next(flow)
     while True:
-        resp = pool.send(req)
+        resp = pool.send(req, deadline=deadline, floor=floor)
         if auth.requires_response_body:
             resp.read()
         try:
