@@ -11,6 +11,7 @@ temporary directories, no output file after a failure. docs/reliability.md tabul
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -364,3 +365,32 @@ def test_corrupt_manifest_by_digest(tmp_path: Path, fault_proxy: FaultProxy,
     ref = f"{fault_proxy.host}/{p.repo}@{p.built.manifest_digest}"
     assert_failed(_pull(tmp_path, fault_proxy, p, ref=ref), tmp_path)
     assert f.hits == 2
+
+
+# --- the documented bounds, with the default settings (slow: CROSSFETCH_SLOW_TESTS=1) ---------
+
+slow = pytest.mark.skipif(not os.environ.get("CROSSFETCH_SLOW_TESTS"),
+                          reason="default bounds take ~30 s each; set CROSSFETCH_SLOW_TESTS=1")
+
+
+@slow
+@pytest.mark.parametrize("fault", [
+    Fault("stall", where="manifest", methods=("HEAD", "GET"), times=None),
+    Fault("drip-headers", where="manifest", methods=("HEAD", "GET"), rate=1, times=None),
+    Fault("drip-body", where="manifest", rate=1, times=None),
+    Fault("drip-headers", where="blob", rate=1, times=None),
+    Fault("drip-body", where="blob", rate=1, times=None),
+], ids=["stall", "drip-manifest-headers", "drip-manifest-body", "drip-blob-headers",
+        "drip-blob-body"])
+def test_default_bounds(fault: Fault, tmp_path: Path, fault_proxy: FaultProxy,
+                        packages: dict[str, PushedPackage]) -> None:
+    """Each hang ends within the default deadline (30 s) or floor window (30 s), plus the
+    time to get there; prints the measured time for docs/reliability.md."""
+    p = packages["configuration"]
+    fault_proxy.inject(fault)
+    start = time.monotonic()
+    res = _pull(tmp_path, fault_proxy, p, retries=3)
+    took = time.monotonic() - start
+    print(f"\n{fault.kind} {fault.where}: {took:.1f} s")
+    assert_failed(res, tmp_path, says=("stalled",), never=("firewall",))
+    assert took < 40, took
