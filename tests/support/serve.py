@@ -63,6 +63,11 @@ class BridgeProcess:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+    @property
     def url(self) -> str:
         return f"https://{self.host}"
 

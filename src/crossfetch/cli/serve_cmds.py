@@ -55,6 +55,7 @@ def _config(ns: argparse.Namespace) -> ServeConfig:
         cache_max_size=parse_size(ns.cache_max_size) if ns.cache_max_size else None,
         tag_ttl=parse_duration(ns.tag_ttl),
         upstream_threads=ns.upstream_threads,
+        workers=ns.workers,
         allow_redirect_hosts=tuple(ns.allow_redirect_hosts),
         shutdown_timeout=parse_duration(ns.shutdown_timeout),
     )
@@ -124,6 +125,16 @@ def run_serve(ns: argparse.Namespace) -> None:
     if ns.emit:
         _emit(ns, cfg)
         return
+    if cfg.workers < 1 or cfg.workers > 64:
+        raise UsageError(f"--workers {cfg.workers} is not in 1..64")
+    if cfg.workers > 1:
+        # prometheus-client reads this when it is imported: the workers' metrics are summed.
+        import shutil
+
+        metrics_dir = cfg.cache_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True, mode=0o700)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     try:
         from ..serve.server import serve
     except ImportError as e:
@@ -185,6 +196,9 @@ goes to stderr. See docs/serve.md for the security model and deployment.
     p.add_argument("--tag-ttl", default="5m", metavar="DURATION",
                    help="Re-resolve a tag with the upstream after this long (0: every time). "
                    "While the upstream is down the last known digest is served.")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="Processes serving one socket and one cache (TLS is encrypted by each "
+                   "process's event loop: use about one per core for throughput).")
     p.add_argument("--upstream-threads", type=int, default=16, metavar="N",
                    help="Threads for upstream calls (each for metadata and for blob fetches).")
     p.add_argument("--allow-redirect-host", dest="allow_redirect_hosts", action="append",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -114,24 +115,25 @@ class BlobFlight:
     # --- the fetching thread ---
 
     def run(self) -> None:
+        """Fetch, verify and store the blob (on a blob-pool thread). A lock file makes the
+        fetch single across the processes sharing the cache, too."""
         store, up = self.bridge.store, self.bridge.upstreams
         tmp = store.tmp_path()
+        lock = -1
         try:
+            lock = os.open(store.lock_path(self.digest), os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another process is fetching it: wait for it
+            stored = store.has_blob(self.digest)
+            if stored is not None:
+                if not store.linked(self.name, self.digest):
+                    up.stat_blob(self.name, self.digest)
+                self.loop.call_soon_threadsafe(self._adopt, stored)
+                return
             size, chunks = up.open_blob(self.name, self.digest)
-        except BaseException as e:
-            self.loop.call_soon_threadsafe(self._fail, e)
-            return
-        try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as e:
-            with contextlib.suppress(Exception):
-                chunks.close()  # type: ignore[attr-defined]
-            self.loop.call_soon_threadsafe(self._fail, e)
-            return
-        self.fd = fd
-        self.loop.call_soon_threadsafe(self._start, size)
-        written = 0
-        try:
+            self.fd = fd
+            self.loop.call_soon_threadsafe(self._start, size)
+            written = 0
             for chunk in chunks:
                 view = memoryview(chunk)
                 while view:
@@ -140,11 +142,15 @@ class BlobFlight:
                 written += len(chunk)
                 self.bridge.metrics.upstream_bytes.inc(len(chunk))
                 self.loop.call_soon_threadsafe(self._progress, written)
+            # Renamed into place while the lock is held; the open fd follows the file.
+            path = store.commit_blob(tmp, self.digest, written)
+            self.loop.call_soon_threadsafe(self._complete, path, written)
         except BaseException as e:
             tmp.unlink(missing_ok=True)
             self.loop.call_soon_threadsafe(self._fail, e)
-            return
-        self.loop.call_soon_threadsafe(self._complete, tmp, written)
+        finally:
+            if lock >= 0:
+                os.close(lock)
 
     # --- on the loop ---
 
@@ -160,25 +166,29 @@ class BlobFlight:
         self.written = written
         self._notify()
 
-    def _complete(self, tmp: Path, written: int) -> None:
+    def _complete(self, path: Path, written: int) -> None:
         self.written = written
         store = self.bridge.store
+        store.total += written
         store.pin(self.digest)  # until the readers of this flight are done
         self._pinned = True
-        try:
-            path = store.commit_blob(tmp, self.digest, written)
-            store.link(self.name, self.digest)
-        except OSError as e:
-            store.unpin(self.digest)
-            self._pinned = False
-            tmp.unlink(missing_ok=True)
-            self._fail(e)
-            return
+        if self.fd is not None:  # other processes: being served, do not evict
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+        store.link(self.name, self.digest)
         self.bridge.flights.pop(self.digest, None)
         self.finished.set_result(path)
         self.bridge.after_commit()
         self._notify()
         self._release()
+
+    def _adopt(self, size: int) -> None:
+        """Another process stored the blob while this one waited for the lock."""
+        self.bridge.store.link(self.name, self.digest)
+        self.size = size
+        self.bridge.flights.pop(self.digest, None)
+        self.started.set_result(size)
+        self.finished.set_result(self.bridge.store.blob_path(self.digest))
+        self._notify()
 
     def _fail(self, e: BaseException) -> None:
         self.error = e
@@ -516,7 +526,10 @@ class Bridge:
             store.touch(digest)
             if head:
                 return await _head(request, headers, size)
-            return await self._send_file(request, digest, headers)
+            sent = await self._send_file(request, digest, headers)
+            if sent is not None:
+                return sent
+            # Evicted by another process a moment ago: fetch it again.
         if head:
             info["cache"] = "miss"
             try:
@@ -545,7 +558,10 @@ class Bridge:
                 raise upstream_error(e, "BLOB_UNKNOWN") from None
             except OSError as e:
                 raise ApiError(503, "UNAVAILABLE", f"cache write failed: {e}") from None
-            return await self._send_file(request, digest, headers)
+            sent = await self._send_file(request, digest, headers)
+            if sent is None:
+                raise ApiError(503, "UNAVAILABLE", "the blob was evicted meanwhile; retry")
+            return sent
         stream = web.StreamResponse(headers=headers)
         stream.content_length = size
         try:
@@ -559,18 +575,20 @@ class Bridge:
         return stream
 
     async def _send_file(self, request: web.Request, digest: str, headers: dict[str, str]
-                         ) -> web.StreamResponse:
+                         ) -> web.StreamResponse | None:
         """A cached blob, by sendfile where the connection allows it (aiohttp FileResponse,
-        which also answers Range). Pinned so eviction cannot remove it meanwhile."""
+        which also answers Range); None if it is no longer stored. Pinned, and share-locked
+        for other processes, so no eviction removes it meanwhile."""
+        fd = self.store.open_shared(digest)
+        if fd is None:
+            return None
         self.store.pin(digest)
         try:
-            path = self.store.blob_path(digest)
-            if not path.exists():
-                raise ApiError(404, "BLOB_UNKNOWN", "blob vanished from the cache; retry")
-            resp = web.FileResponse(path, headers=headers)
+            resp = web.FileResponse(self.store.blob_path(digest), headers=headers)
             await resp.prepare(request)
             return resp
         finally:
+            os.close(fd)
             self.store.unpin(digest)
             self.after_commit()
 

@@ -104,6 +104,7 @@ class ServeConfig:
     cache_max_size: int | None = None
     tag_ttl: float = 300.0
     upstream_threads: int = 16
+    workers: int = 1
     allow_redirect_hosts: tuple[str, ...] = ()
     shutdown_timeout: float = 30.0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -12,6 +14,9 @@ class Metrics:
     """Requests by route, kind, status and cache result; bytes; upstream latency and errors."""
 
     def __init__(self) -> None:
+        # With --workers, prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set
+        # before it was imported) sums the workers' values at each scrape.
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -32,11 +37,19 @@ class Metrics:
             "crossfetch_bridge_upstream_bytes", "Blob bytes fetched from upstreams.",
             registry=r)
         self.cache_bytes = Gauge("crossfetch_bridge_cache_bytes",
-                                 "Bytes of blobs in the cache.", registry=r)
+                                 "Bytes of blobs in the cache.", registry=r,
+                                 multiprocess_mode="max")
         self.cache_evictions = Counter("crossfetch_bridge_cache_evictions",
                                        "Blobs evicted to fit --cache-max-size.", registry=r)
         self.in_flight = Gauge("crossfetch_bridge_inflight_requests",
-                               "Requests being answered.", registry=r)
+                               "Requests being answered.", registry=r,
+                               multiprocess_mode="livesum")
 
     def render(self) -> bytes:
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
         return generate_latest(self.registry)

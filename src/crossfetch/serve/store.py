@@ -17,11 +17,13 @@ evicted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,9 +41,11 @@ class CachedManifest(NamedTuple):
 
 
 class Store:
-    """Blobs, manifests, links and tags on disk; LRU bookkeeping in memory."""
+    """Blobs, manifests, links and tags on disk. Several processes (``--workers``) may share
+    one store: a blob's file mtime is its LRU clock, a process serving a blob holds a shared
+    ``flock`` on it, and eviction only removes blobs it can lock exclusively."""
 
-    def __init__(self, root: Path, max_size: int | None = None) -> None:
+    def __init__(self, root: Path, max_size: int | None = None, *, sweep: bool = True) -> None:
         self.root = root
         self.max_size = max_size
         self.evictions = 0
@@ -51,21 +55,11 @@ class Store:
         except OSError as e:
             raise ConfigError(f"cannot create the cache directory {root}: {e.strerror}",
                               fix="pass --cache-dir to a writable directory") from None
-        for stale in (root / "tmp").iterdir():  # partial fetches of a previous run
-            stale.unlink(missing_ok=True)
-        self._lru: OrderedDict[str, int] = OrderedDict()
+        if sweep:  # partial fetches and locks of a previous run (before any worker starts)
+            for stale in (root / "tmp").iterdir():
+                stale.unlink(missing_ok=True)
         self._pins: Counter[str] = Counter()
-        self.total = 0
-        entries = []
-        for p in (root / "blobs" / "sha256").iterdir():
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            entries.append((st.st_mtime, p.name, st.st_size))
-        for _, hexd, size in sorted(entries):
-            self._lru[hexd] = size
-            self.total += size
+        self.total = self._scan()[1]
 
     # --- paths ---
 
@@ -74,6 +68,10 @@ class Store:
 
     def tmp_path(self) -> Path:
         return self.root / "tmp" / f"blob-{os.getpid()}-{os.urandom(8).hex()}"
+
+    def lock_path(self, digest: str) -> Path:
+        """Held (``flock``) by the one process fetching ``digest`` from upstream."""
+        return self.root / "tmp" / f"{digest.split(':', 1)[1]}.lock"
 
     # --- links ---
 
@@ -92,13 +90,33 @@ class Store:
 
     def has_blob(self, digest: str) -> int | None:
         """The blob's size if it is stored."""
-        size = self._lru.get(digest.split(":", 1)[1])
-        return size
+        try:
+            return self.blob_path(digest).stat().st_size
+        except OSError:
+            return None
 
     def touch(self, digest: str) -> None:
-        hexd = digest.split(":", 1)[1]
-        if hexd in self._lru:
-            self._lru.move_to_end(hexd)
+        """Mark ``digest`` as just used (its mtime is the LRU clock)."""
+        with contextlib.suppress(OSError):
+            os.utime(self.blob_path(digest))
+
+    def open_shared(self, digest: str) -> int | None:
+        """An fd on the stored blob holding a shared lock (eviction skips it), or None when
+        it is gone. Close the fd to release."""
+        path = self.blob_path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            st = os.fstat(fd)
+            if st.st_nlink == 0 or st.st_ino != path.stat().st_ino:
+                raise FileNotFoundError(path)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
 
     def pin(self, digest: str) -> None:
         self._pins[digest.split(":", 1)[1]] += 1
@@ -108,31 +126,48 @@ class Store:
         self._pins[hexd] -= 1
         if self._pins[hexd] <= 0:
             del self._pins[hexd]
-        self.evict()
 
     def commit_blob(self, tmp: Path, digest: str, size: int) -> Path:
-        """Move a verified blob into place (callers hold it pinned while serving it)."""
+        """Move a verified blob into place (thread-safe: a rename)."""
         final = self.blob_path(digest)
         os.replace(tmp, final)
-        hexd = digest.split(":", 1)[1]
-        if hexd not in self._lru:
-            self.total += size
-        self._lru[hexd] = size
-        self._lru.move_to_end(hexd)
         return final
 
+    def _scan(self) -> tuple[list[tuple[float, str, int]], int]:
+        entries = []
+        with os.scandir(self.root / "blobs" / "sha256") as it:
+            for e in it:
+                with contextlib.suppress(OSError):
+                    st = e.stat()
+                    entries.append((st.st_mtime, e.name, st.st_size))
+        return sorted(entries), sum(x[2] for x in entries)
+
     def evict(self) -> list[str]:
-        """Remove least-recently used, unpinned blobs until the store fits ``max_size``."""
+        """Remove least-recently used blobs that nobody serves until the store fits
+        ``max_size``."""
         if self.max_size is None or self.total <= self.max_size:
             return []
+        entries, self.total = self._scan()
         removed = []
-        for hexd in list(self._lru):
+        for _, hexd, size in entries:
             if self.total <= self.max_size:
                 break
             if self._pins.get(hexd):
                 continue
-            size = self._lru.pop(hexd)
-            (self.root / "blobs" / "sha256" / hexd).unlink(missing_ok=True)
+            path = self.root / "blobs" / "sha256" / hexd
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # served by another process right now
+                os.close(fd)
+                continue
+            try:
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
             self.total -= size
             self.evictions += 1
             removed.append(f"sha256:{hexd}")
