@@ -1,16 +1,13 @@
 """What makes a client use the bridge: Crossplane objects and containerd hosts.toml, written
-by :mod:`crossfetch.fixes`' one writer per format."""
+with :mod:`crossfetch.fixes`' one writer per format."""
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
 
 from ..errors import UsageError
-from ..fixes import configmap, helm
-from ..fixes.hoststoml import Host
-from ..fixes.hoststoml import hosts_toml as hosts_toml_text
-from ..fixes.imageconfig import imageconfig_yaml
-from ..fixes.names import object_name
+from ..fixes import configmap, helm, hoststoml, imageconfig
+from ..fixes.names import CROSSPLANE_NAMESPACE, object_name
 from .config import Route
 
 CA_CONFIGMAP = "crossfetch-bridge-ca"
@@ -18,37 +15,32 @@ PULL_SECRET = "crossfetch-bridge-pull"  # noqa: S105 - a Secret's name
 HOSTS_CA = "crossfetch-bridge-ca.crt"
 
 
-def imageconfig_rewrite(route: Route, bridge: str) -> str:
-    """An ImageConfig sending ``route``'s upstream prefix to the bridge.
-
-    ``spec.rewriteImage.prefix`` replaces the matched prefix (Crossplane v1.20+,
-    ``apis/pkg/v1beta1/image_config_types.go``, applied in ``internal/xpkg/config.go``); the
-    longest matching prefix wins, so one ImageConfig per route is enough.
-    """
-    return imageconfig_yaml(route.upstream, name=object_name(route.prefix, "bridge"),
-                            rewrite=f"{bridge}/{route.prefix}")
-
-
 def crossplane(ca_pem: str, routes: list[Route], bridge: str, *, htpasswd: bool) -> str:
-    """The CA ConfigMap, the Helm values and one rewriting ImageConfig per route."""
+    """The CA ConfigMap, the Helm values and one rewriting ImageConfig per route.
+
+    ``spec.rewriteImage.prefix`` replaces the matched prefix (Crossplane v1.20+; the longest
+    matching prefix wins), so one ImageConfig per route is enough.
+    """
+    rewrites = [imageconfig.imageconfig(r.upstream, name=object_name(r.prefix, "bridge"),
+                                        rewrite=f"{bridge}/{r.prefix}") for r in routes]
+    values = "".join(f"#   {line}\n" for line in helm.ca_values(CA_CONFIGMAP).splitlines())
     parts = [
         f"# Make Crossplane pull through the crossfetch bridge at {bridge}.\n"
         "# 1. The bridge's CA, added to Crossplane's CA bundle (Helm registryCaBundleConfig):\n"
         + configmap.ca_configmap_yaml(CA_CONFIGMAP, ca_pem),
-        "# 2. Helm values for Crossplane (or: "
-        + helm.ca_upgrade_command(CA_CONFIGMAP) + "):\n"
-        + "".join(f"#   {line}\n" for line in helm.ca_values(CA_CONFIGMAP).splitlines())
+        "# 2. Helm values for Crossplane (or: " + helm.ca_upgrade_command(CA_CONFIGMAP)
+        + "):\n" + values
         + "# 3. One ImageConfig per route (rewriteImage, Crossplane v1.20 or later):\n"
-        + imageconfig_rewrite(routes[0], bridge),
-        *(imageconfig_rewrite(r, bridge) for r in routes[1:]),
+        + imageconfig.to_yaml(*rewrites),
     ]
     if htpasswd:
         parts.append(
             "# 4. The bridge asks for a password (--htpasswd): give Crossplane one with\n"
-            f"#   kubectl -n crossplane-system create secret docker-registry {PULL_SECRET} "
-            f"--docker-server={bridge} --docker-username=<user> --docker-password=<password>\n"
-            + imageconfig_yaml(f"{bridge}/", pull_secret=PULL_SECRET,
-                               name=object_name(bridge, "bridge-auth")))
+            f"#   kubectl -n {CROSSPLANE_NAMESPACE} create secret docker-registry "
+            f"{PULL_SECRET} --docker-server={bridge} --docker-username=<user> "
+            "--docker-password=<password>\n"
+            + imageconfig.imageconfig_yaml(f"{bridge}/", pull_secret=PULL_SECRET,
+                                           name=object_name(bridge, "bridge-auth")))
     return "---\n".join(parts)
 
 
@@ -63,10 +55,11 @@ def hosts_toml(routes: list[Route], bridge: str, ca_path: str) -> dict[str, str]
     for r in routes:
         if r.path or r.registry in out:
             continue
-        mirror = f"https://{bridge}/v2/{r.prefix.rstrip('/')}"
-        out[r.registry] = hosts_toml_text(
-            Host(f"https://{r.registry}"),
-            [Host(mirror, capabilities=("pull", "resolve"), ca=(ca_path,), override_path=True)],
+        mirror = hoststoml.Host(f"https://{bridge}/v2/{r.prefix.rstrip('/')}",
+                                capabilities=("pull", "resolve"), ca=(ca_path,),
+                                override_path=True)
+        out[r.registry] = hoststoml.hosts_toml(
+            hoststoml.Host(f"https://{r.registry}"), [mirror],
             comments=[f"{r.registry} through the crossfetch bridge (route {r})."])
     if not out:
         raise UsageError("no route maps a whole registry, and containerd keeps the image's "
