@@ -71,12 +71,14 @@ def test_plain_http_fix_tells_the_truth_about_the_emulated_crossplane(
     """127.0.0.1 is in go-containerregistry's plain-HTTP rule: the fix says Crossplane needs no
     change there, and the emulated Crossplane does pull."""
     ref = http_registry.ref(packages[FN].ref)
+    registry = ref.split("/", 1)[0]
     for version in profiles.SUPPORTED:
         p = profiles.get(version)
         fix = for_error(pull_error(ref, tmp_path), p)
         assert fix is not None
         [cp] = fix.for_audience(Audience.CROSSPLANE)
-        assert f"Crossplane {p.version} already talks plain HTTP" in cp.title
+        assert f"Crossplane {p.version} talks plain HTTP to {registry} by itself" in cp.title
+        assert "inside the Crossplane pod" in cp.title  # 127.0.0.1 is the pod itself there
     code, out = pull(ref, tmp_path, "--as-crossplane", "--crossplane-version",
                      NEWEST.version)
     assert code == 0, out

@@ -29,6 +29,19 @@ def _has(target: Target | None, feature: str) -> bool:
     return target is None or bool(getattr(target, feature))
 
 
+def _is_loopback(registry: str) -> bool:
+    """``host[:port]`` names this machine (an IP in 127/8 or ::1, localhost, *.localhost)."""
+    import ipaddress
+
+    host = registry.rsplit(":", 1)[0] if not registry.startswith("[") or "]:" in registry \
+        else registry
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost" or host.endswith(".localhost")
+
+
 def _port(registry: str) -> str | None:
     _, colon, port = registry.rpartition(":")  # "[::1]:5000" has a port, "[::1]" not
     return port if colon and port.isdigit() else None
@@ -195,10 +208,12 @@ def plain_http(registry: str, *, target: Target | None = None,
     rule; ``None``: not known)."""
     cp = crossplane_label(target)
     if crossplane_speaks_http:
+        caveat = (f"; but inside the Crossplane pod {registry} is the pod itself: crossfetch "
+                  f"doctor shows a route" if _is_loopback(registry) else "")
         cp_step = Step(Audience.CROSSPLANE,
-                       f"{cp} already talks plain HTTP to {registry} (go-containerregistry tries "
-                       "HTTPS, then HTTP, for localhost, loopback and RFC 1918 addresses): "
-                       "nothing to change there.")
+                       f"{cp} talks plain HTTP to {registry} by itself (go-containerregistry tries "
+                       "HTTPS, then HTTP, for localhost, loopback and RFC 1918 addresses): no "
+                       f"TLS setting is needed there{caveat}.")
     else:
         rewrite = (" or rewriteImage to a mirror that speaks TLS" if
                    _has(target, "rewrite_image") else "")

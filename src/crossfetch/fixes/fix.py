@@ -81,5 +81,5 @@ def crossplane_label(target: Target | None) -> str:
 
 
 CROSSFETCH_ONLY = ("crossfetch only (Crossplane never shipped this ImageConfig field: keep it in "
-                   "a file for --config; kubectl apply to a cluster refuses it)")
+                   "a --config file; a cluster refuses or drops it)")
 """The label every crossfetch-only ImageConfig setting carries."""
