@@ -13,10 +13,12 @@ import http.client
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.conftest import MANIFEST_ACCEPT, TEST_PASSWORD, TEST_USER, PushedPackage
 from tests.support.certs import PKI
@@ -261,3 +263,33 @@ def raw_request(bridge: BridgeProcess, target: str, host: str | None = None,
         return resp.status
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("kind", ["selfsigned", "mtls", "basic"])
+def test_pull_as_crossplane_through_the_bridge_with_the_emitted_config(
+        kind: str, bridge: BridgeProcess, upstreams: dict[str, Registry],
+        packages: dict[str, PushedPackage], tmp_path: Path) -> None:
+    """What Crossplane itself cannot do (another CA, a client certificate, ...) it does through
+    the bridge, given only what ``serve --emit crossplane`` prints."""
+    cli = [sys.executable, "-m", "crossfetch.cli.main"]
+    emitted = subprocess.run(
+        [*cli, "serve", "--state-dir", str(bridge.state_dir), "--advertise", bridge.host,
+         *(x for h in bridge.hostnames for x in ("--hostname", h)),
+         *(x for r in bridge.routes for x in ("--route", r)), "--emit", "crossplane"],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    config = tmp_path / "emitted.yaml"
+    config.write_text(emitted)
+    ca = next(d for d in yaml.safe_load_all(emitted) if d and d["kind"] == "ConfigMap")
+    bundle = tmp_path / "ca-bundle.crt"
+    bundle.write_text(ca["data"]["ca.crt"])
+    ref = upstreams[kind].ref(packages["provider_kubernetes"].ref)
+    base = [*cli, "pull", ref, "--as-crossplane", "--no-node-config", "--retries", "0",
+            "--cache-dir", str(tmp_path / "cache"), "-O", "json"]
+    direct = subprocess.run(base, capture_output=True, text=True, timeout=120, check=False)
+    assert direct.returncode == 1, direct.stdout  # Crossplane alone cannot
+    via = subprocess.run([*base, "--config", str(config), "--ca-bundle", str(bundle)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert via.returncode == 0, via.stdout + via.stderr
+    out = json.loads(via.stdout)
+    assert out["resolved"] == f"{bridge.host}/{kind}/{packages['provider_kubernetes'].ref}"
+    assert out["digest"] == packages["provider_kubernetes"].built.manifest_digest
