@@ -89,7 +89,7 @@ def test_unknown_fields_are_warned_about_as_kubectl_does() -> None:
         'unknown field "metadata.labelz"', 'unknown field "spec.registry.tls.insecureSkipVerify"',
         'unknown field "spec.rewriteImages"', 'unknown field "datas"']
     skip = objs.warnings[1]
-    assert "(ImageConfig x, cfg.yaml:" in skip
+    assert "(ImageConfig x, cfg.yaml:8)" in skip  # the line of the map holding the field
     # tls: {insecureSkipVerify: true} is not silently ignored: the warning names the fix.
     assert skip.endswith("crossfetch ignores it; for TLS without certificate verification "
                          "write spec.registry.tls.mode: Insecure")

@@ -218,8 +218,9 @@ class ObjectSet:
                       line: int | None) -> None:
         """Enum values as the API server checks them (an error), unknown fields as kubectl
         warns about them (:attr:`warnings`)."""
-        where = f"{kind} {name}, {filename}" + (f":{line}" if line else "")
         for path, value, parent in _walk(obj, SCHEMAS[kind], ""):
+            at = line_of(parent) or line
+            where = f"{kind} {name}, {filename}" + (f":{at}" if at else "")
             if isinstance(value, _Unknown):
                 leaf = path.rsplit(".", 1)[-1]
                 hint = ""
