@@ -114,3 +114,11 @@ def test_digest_constraint() -> None:
     assert is_digest("sha256:" + "a" * 64)
     assert not is_digest("sha256:abc")
     assert not is_digest(">=v1.0.0")
+
+
+@pytest.mark.parametrize("flavor", [FLAVOR_V1, FLAVOR_V3])
+def test_improper_constraint_message(flavor: str) -> None:
+    """The text Crossplane wraps: ``improper constraint: %s`` in v1.5.0 and v3.4.0."""
+    with pytest.raises(SemverError) as e:
+        parse_constraint(">= bar", flavor)  # type: ignore[arg-type]
+    assert str(e.value) == "improper constraint: >= bar"

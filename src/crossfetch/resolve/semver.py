@@ -155,16 +155,17 @@ def _compare_part(s: str, o: str) -> int:
 def _check_pre(pre: str) -> None:
     for part in pre.split("."):
         if not part or not set(part) <= _ALLOWED:
-            raise SemverError(f"invalid prerelease string {pre!r}")
+            raise SemverError("invalid prerelease string")
         if part.isdigit() and len(part) > 1 and part[0] == "0":
-            raise SemverError(f"version segment starts with 0: {pre!r}")
+            raise SemverError("version segment starts with 0")
 
 
 def parse_version(text: str, flavor: Flavor = FLAVOR_V3) -> Version:
     """``NewVersion``: accepts ``v``, pads ``1`` and ``1.2``; keeps ``original``."""
     m = _LOOSE.fullmatch(text)
-    if m is None:
-        raise SemverError(f"invalid semantic version {text!r}")
+    if m is None:  # the libraries' ErrInvalidSemVer texts, which Crossplane passes on
+        raise SemverError("Invalid Semantic Version" if flavor == FLAVOR_V1
+                          else "invalid semantic version")
     limit = _INT64_MAX if flavor == FLAVOR_V1 else _UINT64_MAX
     nums = [int(g) if g else 0 for g in m.group(1, 2, 3)]
     if any(n > limit for n in nums):
@@ -242,7 +243,8 @@ def _comparator(text: str, flavor: Flavor) -> Comparator:
     try:
         con = parse_version(ver, flavor)
     except SemverError:
-        raise SemverError(f"constraint parser error: {text.strip()}") from None
+        raise SemverError("constraint Parser Error" if flavor == FLAVOR_V1
+                          else "constraint parser error") from None
     return Comparator(op, con, orig, dirty, mdirty, pdirty)
 
 
@@ -294,7 +296,8 @@ def parse_constraint(text: str, flavor: Flavor = FLAVOR_V3) -> Constraints:
             groups.append(tuple(_comparator(s, flavor) for s in part.split(",")))
             continue
         if _VALID_V3.fullmatch(part) is None:
-            raise SemverError(f'improper constraint: "{part}"')
+            # v3.4.0 (what Crossplane v2.3 links) formats it with %s; later commits use %q
+            raise SemverError(f"improper constraint: {part}")
         found = [m.group(0) for m in _FIND.finditer(part)] or [part]
         groups.append(tuple(_comparator(s, flavor) for s in found))
     return Constraints(text, flavor, tuple(groups))
