@@ -121,11 +121,16 @@ def test_https_self_signed_skopeo_reads_it_and_pull_is_byte_identical(
 
 
 def test_real_cli_xpkg_pushes_and_pulls_back_identical(
-        tmp_path: Path, http_registry: Registry) -> None:
+        tmp_path: Path, http_registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     policy = disabled_policy(tmp_path, http_registry)
     ref = http_registry.ref("push/real-xpkg:v1")
-    r = cf("push", "-f", str(XPKG_FILE), ref, "--config", str(policy))
+    here = tmp_path / "cwd"
+    here.mkdir()
+    shutil.copy(XPKG_FILE, here / XPKG_FILE.name)
+    monkeypatch.chdir(here)  # no -f: the single .xpkg in the working directory
+    r = cf("push", ref, "--config", str(policy))
     assert r.exit_code == 0, r.output
+    assert XPKG_FILE.name in r.stdout
     assert pull_back(tmp_path, ref, "--config", str(policy)) == package_yaml_of(XPKG_FILE)
     raw = json.loads(skopeo("inspect", "--raw", f"docker://{ref}", tls=False))
     # The config is uploaded unchanged: digests are the real CLI's own.

@@ -543,10 +543,7 @@ def build(package_root: str | Path = ".", *, examples_root: str | Path | None = 
         work = Path(tmpd)
         base_cfg: dict[str, Any] | None = None
         layers: list[Layer] = []
-        if runtime_image is not None:
-            if kind == "Configuration":
-                raise UsageError("a Configuration package has no runtime to embed",
-                                 fix="drop --embed-runtime-image-tarball")
+        if runtime_image is not None:  # upstream embeds it whatever the package kind
             base_cfg, layers = runtime_base(Path(runtime_image), work)
         new: list[tuple[str, bytes, str]] = [(STREAM_FILE, pkg, BASE)]
         if ex.is_dir():
