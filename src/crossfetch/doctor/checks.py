@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .netpol import NetworkPolicy
 
 DEFAULT_TIMEOUT = 5.0
+PROBE_TIMEOUT = 1.0
+"""Seconds the dns stage waits to learn whether a loopback address speaks plain HTTP."""
 """Seconds allowed per network operation (resolve, connect, handshake, each HTTP read)."""
 
 
@@ -311,8 +313,11 @@ class _Run:
         from ..transport.tls import speaks_plain_http
 
         check = dns_stage(target, timeout, in_cluster=self.d.in_cluster, target=self.d.profile)
+        # Only where it changes the fix (go-containerregistry without *.local), and briefly:
+        # a server that holds the connection silent is the tls stage's to report.
         if check.cause == "loopback-address" and is_ip(target.host) and \
-                speaks_plain_http(target.host, target.port, timeout):
+                not self.d.profile.plain_http_local_dot_local and \
+                speaks_plain_http(target.host, target.port, min(timeout, PROBE_TIMEOUT)):
             check.data["plainHttp"] = True
             check.fix = causes.loopback(target.registry, target.host, is_ip=True,
                                         plain_http=True, target=self.d.profile).text()

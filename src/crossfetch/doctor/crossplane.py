@@ -127,8 +127,10 @@ def _transport_verdict(doctor: Doctor, run: _Run, decision: Decision, ep: Endpoi
     trust = "system roots" + "".join(f" + {p}" for p in ep.tls.ca_files)
     crossfetch = run.decision
     failed = report.failure
-    # 1. What holds for any client: a name that does not resolve, a port nothing listens on.
-    if failed is not None and failed.name in ("dns", "tcp") and run.target is not None \
+    # 1. What holds for any client: a name that does not resolve, a port nothing listens on,
+    #    a server that never answers.
+    if failed is not None and run.target is not None \
+            and (failed.name in ("dns", "tcp") or failed.cause == "timeout") \
             and (run.target.host, run.target.port) == _host_port(ep):
         return Verdict(prof.version, False, failed.cause,
                        f"the same failure from any client: {failed.detail}",
