@@ -288,11 +288,11 @@ def test_plain_http_error_fix_says_what_crossplane_does_for_that_host(
     # 127.0.0.1 is in go-containerregistry's rule: Crossplane already falls back to HTTP there.
     _, out = pull(ref_at("127.0.0.1", http_registry, packages[FN]))
     assert out["cause"] == "plain-http"
-    assert "already talks plain HTTP" in out["fix"]
+    assert "talks plain HTTP to 127.0.0.1" in out["fix"] and "by itself" in out["fix"]
     # 127.0.0.2 is not: HTTPS only.
     _, out = pull(ref_at("127.0.0.2", second_loopback_registry, packages[FN]))
     assert out["cause"] == "plain-http"
-    assert "already talks plain HTTP" not in out["fix"]
+    assert "by itself" not in out["fix"] and "no plain-HTTP option" in out["fix"]
 
 
 def _pull_secret_config(tmp_path: Path, registry: str, user: str, password: str) -> str:
