@@ -344,3 +344,14 @@ def test_one_byte_chunks() -> None:
     for i in range(len(TRICKY)):
         s.feed(TRICKY[i:i + 1])
     assert s.finish().to_dict() == EXPECTED[TRICKY]
+
+
+@pytest.mark.parametrize("obj", [
+    "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nkind: Secret\n",
+    "kind: CustomResourceDefinition\napiVersion: apiextensions.k8s.io/v1\n\"kind\": Secret\n",
+    "{apiVersion: apiextensions.k8s.io/v1, kind: CustomResourceDefinition, kind: Secret}\n",
+])
+def test_a_repeated_kind_is_read_as_go_reads_it_the_last_one(obj: str) -> None:
+    with pytest.raises(PackageError, match="Secret") as e:
+        scan(stream(read("provider-kubernetes/crossplane.yaml"), [obj]))
+    assert e.value.cause == "disallowed-object"

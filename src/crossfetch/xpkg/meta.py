@@ -250,6 +250,22 @@ _STR_TAGS = (None, "!", "tag:yaml.org,2002:str")
 _TOKEN_START = frozenset(b" \t\r\n[{,")
 
 
+_TOP_KEY = re.compile(rb"^(?:(kind|apiVersion)[ \t]*:|[\"'?!&*{\[%])", re.M)
+
+
+def _plain_top_keys(data: bytes) -> bool:
+    """True when ``kind`` and ``apiVersion`` each start at most one line, as plain keys, and
+    no line starts with a quoted, complex, tagged, anchored or flow key: the first value found
+    is then the only one."""
+    seen: set[bytes] = set()
+    for m in _TOP_KEY.finditer(data):
+        key = m.group(1)
+        if key is None or key in seen:
+            return False
+        seen.add(key)
+    return True
+
+
 def _may_alias(data: bytes) -> bool:
     """Whether a ``*`` stands where a YAML alias token could start (``find`` beats a regex)."""
     i = data.find(b"*")
@@ -277,10 +293,11 @@ def _identify(data: bytes, where: str, line: int, alias_limit: int) -> tuple[str
     is not a mapping, or a missing or non-string apiVersion/kind.
 
     Python walks the events only until both are found, then libyaml checks the rest in C
-    (``raw_parse``: ten times faster than events); a document that may hold aliases (a ``*``
-    where a YAML token starts) is walked to the end, counting them.
+    (``raw_parse``: ten times faster than events). A document that may hold aliases (a ``*``
+    where a YAML token starts) is walked to the end, counting them, and so is one whose
+    top-level keys could repeat or hide (the last ``kind`` wins, as in Go's decoder).
     """
-    walk_all = _may_alias(data)
+    walk_all = _may_alias(data) or not _plain_top_keys(data)
     parser = _Loader(data)
     found: dict[str, Any] = {}
     try:
