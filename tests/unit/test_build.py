@@ -304,3 +304,21 @@ def test_cli_build_json(recovered: Path, tmp_path: Path) -> None:
     assert d["ok"] and d["kind"] == "Function" and d["path"] == str(tmp_path / "x.xpkg")
     bad = invoke(["build", "-f", str(tmp_path / "missing")])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: ")
+
+
+def test_go_type_zero_values_on_a_provider_meta(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    root.mkdir()
+    (root / "crossplane.yaml").write_text(
+        "apiVersion: meta.pkg.crossplane.io/v1\nkind: Provider\nmetadata:\n  name: p\n"
+        "spec:\n  dependsOn:\n  - provider: xpkg.example/p\n")
+    r = build(root, examples_root=tmp_path / "none", output=tmp_path / "p.xpkg")
+    assert _package_yaml(r.path) == (
+        b"---\napiVersion: meta.pkg.crossplane.io/v1\nkind: Provider\nmetadata:\n"
+        b"  creationTimestamp: null\n  name: p\nspec:\n  controller: {}\n  dependsOn:\n"
+        b'  - provider: xpkg.example/p\n    version: ""\n---\n')
+    (root / "crossplane.yaml").write_text(
+        "apiVersion: meta.pkg.crossplane.io/v1\nkind: Provider\nmetadata:\n  name: p\n"
+        "spec:\n  crossplane: {}\n")
+    with pytest.raises(LintError, match="poorly formatted"):  # the empty constraint
+        build(root, examples_root=tmp_path / "none", output=tmp_path / "p.xpkg")

@@ -207,15 +207,28 @@ def read_docs(files: list[Path]) -> list[Doc]:
 
 
 def _typed_defaults(obj: dict[str, Any], meta: bool) -> dict[str, Any]:
-    """The zero values encoding the object's Go type adds (``json:",omitempty"`` does not omit
-    a struct): ``metav1.ObjectMeta.CreationTimestamp`` (null), a meta object's ``spec``, and a
-    CRD's ``status`` (``apiextensions/v1`` ``CustomResourceDefinitionStatus``)."""
+    """The zero values encoding the object's Go type adds (a field without ``omitempty``, or a
+    struct, which ``omitempty`` never omits): ``metav1.ObjectMeta.CreationTimestamp`` (null);
+    on a meta object ``spec``, a Provider's ``spec.controller``, ``spec.crossplane.version`` and
+    each ``dependsOn[].version`` (crossplane ``apis/pkg/meta/v1`` ``meta.go``,
+    ``provider_types.go``, ``function_types.go``); a CRD's ``status`` (``apiextensions/v1``
+    ``CustomResourceDefinitionStatus``)."""
     out = dict(obj)
     md = dict(out.get("metadata") or {})
     md.setdefault("creationTimestamp", None)
     out["metadata"] = md
     if meta:
-        out.setdefault("spec", {})
+        spec = out.get("spec")
+        spec = dict(spec) if isinstance(spec, dict) else ({} if spec is None else spec)
+        if isinstance(spec, dict):
+            if out.get("kind") == "Provider":
+                spec.setdefault("controller", {})
+            if isinstance(spec.get("crossplane"), dict):
+                spec["crossplane"] = {"version": "", **spec["crossplane"]}
+            if isinstance(spec.get("dependsOn"), list):
+                spec["dependsOn"] = [{**d, "version": d.get("version", "")}
+                                     if isinstance(d, dict) else d for d in spec["dependsOn"]]
+        out["spec"] = spec
     elif out.get("kind") == "CustomResourceDefinition" and str(
             out.get("apiVersion", "")).startswith("apiextensions.k8s.io/"):
         out.setdefault("status", {"acceptedNames": {"kind": "", "plural": ""},

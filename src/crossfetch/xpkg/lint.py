@@ -112,7 +112,8 @@ def lint(docs: list[Doc], root: Path) -> tuple[Doc, list[Doc]]:
                         fix="set metadata.name (it names the package and the .xpkg file)")
     spec = meta.obj.get("spec")
     cp = spec.get("crossplane") if isinstance(spec, dict) else None
-    constraint = cp.get("version") if isinstance(cp, dict) else None
+    # A crossplane block without a version is the empty constraint, which semver refuses.
+    constraint = cp.get("version", "") if isinstance(cp, dict) else None
     if constraint is not None and not _valid_constraint(constraint):
         raise LintError(f"{meta.where}: package version constraints are poorly formatted: "
                         f"spec.crossplane.version {constraint!r}", cause="bad-constraint",
