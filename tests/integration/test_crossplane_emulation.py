@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from crossfetch.crossplane.profile import SUPPORTED
 from tests.integration.conftest import PushedPackage
 from tests.support.certs import PKI
 from tests.support.cli import CliResult, invoke
@@ -331,3 +332,20 @@ def test_credentials_come_only_from_pull_secrets(
         result = invoke([*args, "--as-crossplane", "--crossplane-version", version, "--config",
                          config], env=env)
         assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_crossplane_fix_names_only_what_the_release_has(
+        second_loopback_registry: Registry, packages: dict[str, PushedPackage],
+        version: str) -> None:
+    from crossfetch.crossplane import get
+
+    prof = get(version)
+    _, report = doctor(ref_at("127.0.0.2", second_loopback_registry, packages[FN]),
+                       "--crossplane-version", version)
+    cp = report["crossplane"]
+    assert (cp["version"], cp["cause"]) == (prof.version, "plain-http")
+    fix = cp["fix"]
+    assert "\n    tls:" not in fix and "mode: Disabled" not in fix  # never the tls block
+    assert ("rewriteImage:" in fix) is prof.rewrite_image            # v1.20+ only
+    assert "--registry" not in fix

@@ -18,7 +18,11 @@ What it drops: node files (hosts.toml, certs.d, registries.conf, daemon.json), t
 registry named without a port, go-containerregistry tries ``http://host`` (port 80) after
 ``https://host`` (port 443) fails; crossfetch falls back only where port 443 itself answers in
 plain HTTP. Credentials are still never sent over plain HTTP without
-``--allow-plain-http-credentials`` (Crossplane would send them).
+``--allow-plain-http-credentials`` (Crossplane would send them). The package is read by
+crossfetch's rules, which are stricter than some releases' (``Profile.base_layer_rule``):
+crossfetch also honours the ``io.crossplane.xpkg`` config label and refuses two base layers,
+where v2.2+ takes the first annotated layer and no release reads the label (an unlabelled,
+unannotated image is flattened by both).
 """
 
 from __future__ import annotations
