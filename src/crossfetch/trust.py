@@ -402,7 +402,7 @@ def write_certs_d(directory: str | Path, anchor: CertInfo, registry: str) -> lis
     if d.exists() and not d.is_dir():
         raise UsageError(f"--emit certs-d writes a directory, and {d} is a file",
                          fix="give -o a directory, e.g. -o /etc/docker/certs.d")
-    target = _child_dir(d, registry)
+    target = hoststoml.host_dir(d, registry)
     target.mkdir(parents=True, exist_ok=True)
     path = target / CA_KEY
     path.write_text(anchor.pem, encoding="utf-8")
@@ -413,28 +413,8 @@ def write_hosts_dir(directory: str | Path, anchor: CertInfo, names: TrustNames) 
     """containerd ``certs.d`` layout: ``DIR/<host[:port]>/hosts.toml`` plus ``ca.crt``, with
     the CA path pointing at where that directory lives on a node
     (``/etc/containerd/certs.d``)."""
-    target = _child_dir(Path(directory), names.registry)
+    target = hoststoml.host_dir(Path(directory), names.registry)
     target.mkdir(parents=True, exist_ok=True)
     (target / CA_KEY).write_text(anchor.pem, encoding="utf-8")
     (target / "hosts.toml").write_text(emit_text("hosts-toml", anchor, names), encoding="utf-8")
     return [target / "hosts.toml", target / CA_KEY]
-
-
-def _child_dir(directory: Path, registry: str) -> Path:
-    """``directory/<registry>``, refusing any name that is not a registry ``host[:port]`` and
-    so could lead outside ``directory`` (``..``, separators, absolute paths)."""
-    from .errors import InvalidReference
-    from .reference import _split_registry
-
-    try:
-        if registry in ("", ".", "..") or "/" in registry or "\\" in registry:
-            raise InvalidReference(registry)
-        _split_registry(registry, registry)
-    except InvalidReference:
-        raise UsageError(f"{registry!r} is not a registry host[:port], so it cannot name a "
-                         f"directory under {directory}",
-                         fix="give the registry as HOST[:PORT], e.g. reg.example:8443") from None
-    target = directory / registry
-    if directory.resolve() not in target.resolve().parents:
-        raise UsageError(f"{target} is outside {directory}", fix="give a plain HOST[:PORT]")
-    return target

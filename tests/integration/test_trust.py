@@ -173,7 +173,8 @@ def test_from_secret_then_strict_pull(https_registry: Registry, pki: PKI, tmp_pa
 def test_trust_against_plain_http_fails_clearly(http_registry: Registry) -> None:
     r = invoke("trust", http_registry.host)
     assert r.exit_code == 1
-    assert "TLS handshake" in r.stderr
+    # Issue 10: it said "TLS handshake ... failed: WRONG_VERSION_NUMBER"; it names HTTP now.
+    assert "speaks plain HTTP, not TLS" in r.stderr and "WRONG_VERSION_NUMBER" not in r.stderr
 
 
 @pytest.mark.parametrize(("answer", "code"), [("y\n", 0), ("n\n", 1)])

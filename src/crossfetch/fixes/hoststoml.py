@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .names import CA_KEY, CERTS_D, containerd_hosts_dir, toml_str
 
@@ -84,3 +85,24 @@ def for_registry(registry: str, *, plain_http: bool = False, ca: bool = False,
                                        ca=(f"{directory}/{CA_KEY}",) if ca else (),
                                        skip_verify=True if skip_verify else None)],
                       comments=[f"{directory}/hosts.toml"])
+
+
+def host_dir(root: Path, registry: str) -> Path:
+    """``root/<registry>`` (the certs.d layout of containerd, Docker and containers), refusing
+    any name that is not a registry ``host[:port]`` and so could lead outside ``root``
+    (``..``, separators, absolute paths)."""
+    from ..errors import InvalidReference, UsageError
+    from ..reference import _split_registry
+
+    try:
+        if registry in ("", ".", "..") or "/" in registry or "\\" in registry:
+            raise InvalidReference(registry)
+        _split_registry(registry, registry)
+    except InvalidReference:
+        raise UsageError(f"{registry!r} is not a registry host[:port], so it cannot name a "
+                         f"directory under {root}",
+                         fix="give the registry as HOST[:PORT], e.g. reg.example:8443") from None
+    target = root / registry
+    if root.resolve() not in target.resolve().parents:
+        raise UsageError(f"{target} is outside {root}", fix="give a plain HOST[:PORT]")
+    return target

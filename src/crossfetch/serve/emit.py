@@ -3,11 +3,11 @@ with :mod:`crossfetch.fixes`' one writer per format."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path
 
 from ..errors import UsageError
 from ..fixes import configmap, helm, hoststoml, imageconfig
-from ..fixes.names import CROSSPLANE_NAMESPACE, object_name
+from ..fixes.names import CERTS_D, CROSSPLANE_NAMESPACE, object_name
 from .config import Route
 
 CA_CONFIGMAP = "crossfetch-bridge-ca"
@@ -70,8 +70,6 @@ def hosts_toml(routes: list[Route], bridge: str, ca_path: str) -> dict[str, str]
 
 
 def host_dir_name(registry: str) -> str:
-    """The certs.d directory name for ``registry``; refuses names that would leave it."""
-    if not registry or registry.startswith(".") or "/" in registry or \
-            PurePosixPath(registry).name != registry:
-        raise UsageError(f"cannot make a hosts.toml directory for {registry!r}")
-    return registry
+    """The certs.d directory name for ``registry``; refuses names that would leave it (the
+    one check of :func:`crossfetch.fixes.hoststoml.host_dir`)."""
+    return hoststoml.host_dir(Path(CERTS_D), registry).name
