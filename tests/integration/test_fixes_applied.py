@@ -206,3 +206,38 @@ def test_policy_export_hosts_toml_in_a_real_containerd(
     with Containerd(tmp_path / "ctd", hosts_dir=hosts) as ctd:
         code, out = pull(ref, tmp_path, "--via", "cri", "--runtime-endpoint", ctd.endpoint)
     assert code == 0, (r.stdout, out)
+
+
+def test_unauthorized_fix_for_crossplane_pulls_as_crossplane(
+        tmp_path: Path, basic_auth_registry: Registry, packages: dict[str, PushedPackage],
+        pki: PKI) -> None:
+    """The pull secret plus the ImageConfig pullSecretRef the fix writes: the emulated
+    Crossplane pulls with them (the Secret is what the fix's kubectl command creates)."""
+    import base64
+
+    from tests.integration.conftest import TEST_PASSWORD, TEST_USER
+
+    ref = basic_auth_registry.ref(packages[FN].ref)
+    registry = ref.split("/", 1)[0]
+    code, out = pull(ref, tmp_path, "--as-crossplane", "--ca-bundle", str(pki.ca_cert))
+    assert code == 1 and out["cause"] in ("unauthorized", "credentials-rejected"), out
+    fix = causes.unauthorized(registry, target=NEWEST)
+    command, ic = (s.body for s in fix.for_audience(Audience.CROSSPLANE))
+    argv = shlex.split(command)
+    assert argv[:6] == ["kubectl", "-n", "crossplane-system", "create", "secret",
+                        "docker-registry"]
+    name = argv[6]
+    assert f"--docker-server={registry}" in argv
+    auth = base64.b64encode(f"{TEST_USER}:{TEST_PASSWORD}".encode()).decode()
+    config = json.dumps({"auths": {registry: {"username": TEST_USER, "password": TEST_PASSWORD,
+                                              "auth": auth}}})
+    secret = yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": "crossplane-system"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()}})
+    cfg = tmp_path / "fix.yaml"
+    cfg.write_text(ic + "---\n" + secret)
+    code, out = pull(ref, tmp_path, "--as-crossplane", "--ca-bundle", str(pki.ca_cert),
+                     "--config", str(cfg))
+    assert code == 0, out
