@@ -136,14 +136,32 @@ class PolicyRefused(FetchError):
     default_cause = "refused-by-policy"
 
 
+TEMPORARY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""Statuses that may succeed when asked again."""
+TEMPORARY_CODES = frozenset({"UNAVAILABLE", "TOOMANYREQUESTS"})
+"""Distribution error codes that say "try again" whatever the status (as go-containerregistry's
+``transport.Error.Temporary`` reads them)."""
+
+
 class HTTPStatusError(FetchError):
-    """The registry answered with an error status."""
+    """The registry answered with an error status. ``diagnostics`` keeps every entry of the
+    registry's ``errors`` body (``code``, ``message``, ``detail``), in order."""
 
     default_cause = "http-error"
 
-    def __init__(self, message: str, *, status: int, **kw: Any) -> None:
+    def __init__(self, message: str, *, status: int,
+                 diagnostics: list[dict[str, Any]] | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.status = status
+        self.diagnostics = diagnostics or []
+        if self.diagnostics:
+            self.detail.setdefault("errors", self.diagnostics)
+
+    @property
+    def temporary(self) -> bool:
+        """Whether the same request may succeed later (a retry is worth it)."""
+        return self.status in TEMPORARY_STATUSES or any(
+            d.get("code") in TEMPORARY_CODES for d in self.diagnostics)
 
 
 class NotFound(HTTPStatusError):

@@ -8,10 +8,11 @@ with the ``resolve`` capability. Every manifest and blob is verified against its
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import re
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from .capped import read_capped
@@ -71,6 +72,81 @@ class PingResult(NamedTuple):
     status: int
     api_version: str | None
     challenge: str | None
+
+
+def status_error(resp: Response, what: str, *,
+                 retry_after_max: float = Retry().retry_after_max) -> HTTPStatusError:
+    """The one mapping from a registry's error status to a crossfetch error (registry verbs,
+    uploads and doctor all use it): cause, message with the registry's first diagnostic, every
+    diagnostic kept, and a fix."""
+    url = str(resp.request.url)
+    status = resp.status_code
+    diagnostics = _diagnostics(resp)
+    common: dict[str, Any] = {"status": status, "url": url, "host": resp.request.url.host,
+                              "diagnostics": diagnostics}
+    code = "".join(f" ({d.get('code')}: {d.get('message')})" for d in diagnostics[:1])
+    answered = f"{what}: {url} answered {status} {resp.reason_phrase}{code}"
+    if status in (401, 403):
+        challenge = resp.headers.get("www-authenticate", "")
+        realm = re.search(r'realm="([^"]*)"', challenge)
+        return Unauthorized(
+            answered, **common,
+            detail={"scheme": challenge.split(" ", 1)[0] if challenge else None,
+                    "realm": realm.group(1) if realm else None},
+            fix="give credentials for this registry: --pull-secret FILE, docker login, "
+            "--username with --password-stdin, or an ImageConfig pullSecretRef")
+    if status == 404:
+        return NotFound(f"{what}: {url} answered 404 Not Found{code}", **common,
+                        fix=_not_found_fix(url))
+    if status == 407:  # only a forward proxy (HTTP_PROXY) answers 407
+        return HTTPStatusError(
+            f"{what}: {url} answered 407 Proxy Authentication Required (the forward proxy "
+            "wants credentials)", **common, cause="proxy-error",
+            fix="put them in the proxy URL: HTTP_PROXY=http://USER:PASSWORD@proxy:PORT (or "
+            "exempt the registry with NO_PROXY)")
+    wait = retry_after_seconds(resp.headers.get("retry-after"))
+    if status in (429, 503) and wait is not None:
+        over = f", above the {retry_after_max:g} s crossfetch waits" if wait > retry_after_max \
+            else ""
+        return HTTPStatusError(
+            f"{answered} and asked to retry after {wait:.0f} s{over}", **common,
+            cause="rate-limited" if status == 429 else "unavailable",
+            fix=f"try again in {wait:.0f} s" + (" (the registry is rate-limiting this client; "
+                                                "credentials often raise the limit)"
+                                                if status == 429 else ""))
+    if status == 405:
+        return HTTPStatusError(f"{what}: {url} answered 405 Method Not Allowed", **common,
+                               cause="method-not-allowed",
+                               fix="the registry or a proxy refuses this method")
+    return HTTPStatusError(answered, **common,
+                           fix="the registry (or a proxy in front of it) failed on its side; "
+                           "check its health and logs, and try again" if status >= 500 else
+                           "check the reference and the registry's logs")
+
+
+def _diagnostics(resp: Response) -> list[dict[str, Any]]:
+    """The ``errors`` entries of a distribution error body, or none (unread, not JSON)."""
+    with contextlib.suppress(Exception):
+        body = resp.json() if resp.content else {}
+        errs = body.get("errors") if isinstance(body, dict) else None
+        if isinstance(errs, list):
+            return [{k: d[k] for k in ("code", "message", "detail") if k in d}
+                    for d in errs[:20] if isinstance(d, dict)]
+    return []
+
+
+def head_fallback_error(head: CrossfetchError | None, get: FetchError) -> FetchError:
+    """The error for a HEAD that failed and the GET fallback that failed too, in Crossplane's
+    words. A new error of the GET error's type (so callers still catch a TLS or plain-HTTP
+    failure as such): the caught errors are never changed, since other threads (a shared
+    single-flight fetch) may hold them. ``detail["headError"]`` keeps the HEAD's own error."""
+    head_msg = head.message if head else "no descriptor"
+    out = copy.copy(get)
+    out.detail = {**get.detail, "headError": head.to_dict() if head else None}
+    out.message = f"{HEAD_FALLBACK}: {head_msg}" if head_msg == get.message else \
+        f"{HEAD_FALLBACK}: {head_msg}; the GET failed too: {get.message}"
+    out.args = (out.message,)
+    return out
 
 
 class RegistryClient:
@@ -159,59 +235,6 @@ class RegistryClient:
                 self.transport.sleep(retry.backoff_delay(attempt))
         raise AssertionError("unreachable")
 
-    _retry_after_max = Retry().retry_after_max
-
-    @staticmethod
-    def _status_error(resp: Response, what: str) -> HTTPStatusError:
-        url = str(resp.request.url)
-        status = resp.status_code
-        code = ""
-        with contextlib.suppress(Exception):  # an unread or non-JSON body has nothing to add
-            body = resp.json() if resp.content else {}
-            errs = body.get("errors") if isinstance(body, dict) else None
-            if errs and isinstance(errs, list) and isinstance(errs[0], dict):
-                code = f" ({errs[0].get('code')}: {errs[0].get('message')})"
-        if status == 401 or status == 403:
-            challenge = resp.headers.get("www-authenticate", "")
-            scheme = challenge.split(" ", 1)[0] if challenge else None
-            realm_m = re.search(r'realm="([^"]*)"', challenge)
-            return Unauthorized(
-                f"{what}: {url} answered {status} {resp.reason_phrase}{code}", status=status,
-                url=url, host=resp.request.url.host,
-                detail={"scheme": scheme, "realm": realm_m.group(1) if realm_m else None},
-                fix="give credentials for this registry: --pull-secret FILE, docker login, "
-                "--username with --password-stdin, or an ImageConfig pullSecretRef")
-        if status == 404:
-            return NotFound(f"{what}: {url} answered 404 Not Found{code}", status=status, url=url,
-                            host=resp.request.url.host, fix=_not_found_fix(url))
-        if status == 407:  # only a forward proxy (HTTP_PROXY) answers 407
-            return HTTPStatusError(
-                f"{what}: {url} answered 407 Proxy Authentication Required (the forward "
-                "proxy wants credentials)", status=status, url=url, host=resp.request.url.host,
-                cause="proxy-error", fix="put them in the proxy URL: "
-                "HTTP_PROXY=http://USER:PASSWORD@proxy:PORT (or exempt the registry with "
-                "NO_PROXY)")
-        wait = retry_after_seconds(resp.headers.get("retry-after"))
-        if status in (429, 503) and wait is not None:
-            cap = RegistryClient._retry_after_max
-            over = f", above the {cap:g} s crossfetch waits" if wait > cap else ""
-            return HTTPStatusError(
-                f"{what}: {url} answered {status} {resp.reason_phrase}{code} and asked to retry "
-                f"after {wait:.0f} s{over}", status=status, url=url, host=resp.request.url.host,
-                cause="rate-limited" if status == 429 else "unavailable",
-                fix=f"try again in {wait:.0f} s" + (" (the registry is rate-limiting this client; "
-                                                    "credentials often raise the limit)"
-                                                    if status == 429 else ""))
-        if status == 405:
-            return HTTPStatusError(f"{what}: {url} answered 405 Method Not Allowed", status=status,
-                                   url=url, cause="method-not-allowed",
-                                   fix="the registry or a proxy refuses this method")
-        return HTTPStatusError(f"{what}: {url} answered {status} {resp.reason_phrase}{code}",
-                               status=status, url=url, host=resp.request.url.host,
-                               fix="the registry (or a proxy in front of it) failed on its side; "
-                               "check its health and logs, and try again" if status >= 500 else
-                               "check the reference and the registry's logs")
-
     # --- verbs ---
 
     def ping(self, ep: Endpoint | None = None) -> PingResult:
@@ -243,7 +266,7 @@ class RegistryClient:
                 return Descriptor(media_type=resp.headers.get("content-type", "").split(";")[0],
                                   digest=check_digest(digest), size=size)
             if resp.status_code != 200:
-                head_err = self._status_error(resp, "HEAD manifest")
+                head_err = status_error(resp, "HEAD manifest")
             elif size is None:
                 head_err = FetchError("HEAD answered with a Content-Length that is not a number",
                                       url=str(resp.request.url))
@@ -259,11 +282,7 @@ class RegistryClient:
         try:
             raw, mt, digest = self._get_manifest_on(ep, ident)
         except FetchError as e:
-            head_msg = head_err.message if head_err else "no descriptor"
-            e.message = f"{HEAD_FALLBACK}: {head_msg}" if head_msg == e.message else \
-                f"{HEAD_FALLBACK}: {head_msg}; the GET failed too: {e.message}"
-            e.detail.setdefault("headError", head_err.to_dict() if head_err else None)
-            raise
+            raise head_fallback_error(head_err, e) from e
         return Descriptor(media_type=mt, digest=digest, size=len(raw))
 
     def fetch_manifest(self, identifier: str) -> tuple[bytes, str, str]:
@@ -286,7 +305,7 @@ class RegistryClient:
         try:
             if resp.status_code != 200:
                 resp.read_some()
-                raise self._status_error(resp, "GET manifest")
+                raise status_error(resp, "GET manifest")
             try:
                 raw = read_capped(resp.iter_raw(), MAX_MANIFEST_BYTES,
                                   f"manifest at {resp.request.url}", url=str(resp.request.url),
@@ -338,7 +357,7 @@ class RegistryClient:
             return ep, resp
         if resp.status_code != 200:
             resp.read_some()
-            raise self._status_error(resp, f"GET blob {desc.digest[:19]}")
+            raise status_error(resp, f"GET blob {desc.digest[:19]}")
         return ep, resp
 
     def open_blob_unsized(self, digest: str) -> tuple[int, Iterator[bytes]]:
@@ -362,7 +381,7 @@ class RegistryClient:
             resp = self._send(ep, "HEAD", f"blobs/{check_digest(digest)}", follow=True)
             resp.close()
             if resp.status_code != 200:
-                raise self._status_error(resp, f"HEAD blob {digest[:19]}")
+                raise status_error(resp, f"HEAD blob {digest[:19]}")
             size = _content_length(resp)
             if size is None:
                 raise FetchError(f"HEAD of blob {digest} answered without a Content-Length",
@@ -438,7 +457,7 @@ class RegistryClient:
         for _ in range(MAX_TAG_PAGES):
             resp = self._send(ep, "GET", tail)
             if resp.status_code != 200:
-                raise self._status_error(resp, "list tags")
+                raise status_error(resp, "list tags")
             try:
                 body = resp.json()
             except (ValueError, RecursionError):  # deep nesting: RecursionError, not ValueError

@@ -339,9 +339,9 @@ class Pusher:
 
     @staticmethod
     def _error(resp: Response, what: str) -> FetchError:
-        from .registry import RegistryClient
+        from .registry import status_error
 
-        return RegistryClient._status_error(resp, what)
+        return status_error(resp, what)
 
     # --- blobs ---
 

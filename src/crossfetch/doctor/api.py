@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import CrossfetchError, Unauthorized
+from ..errors import CrossfetchError, HTTPStatusError, Unauthorized
 from ..fixes import causes
 from ..oci import ACCEPT, resolve_image
-from ..registry import HEAD_FALLBACK, RegistryClient
+from ..registry import HEAD_FALLBACK, RegistryClient, status_error
 from .report import Check, Status
 
 if TYPE_CHECKING:
@@ -207,19 +207,23 @@ class ApiStages:
                          f"HEAD {url} answered 200 without a Docker-Content-Digest header",
                          "# the registry or a proxy strips the header; fix the proxy",
                          method="HEAD", data=data)
-        cause, fix = self._status_cause(status)
-        return Check("manifest", Status.FAIL, cause, f"HEAD {url} answered {status} "
-                     f"{resp.reason_phrase}", fix, method="HEAD", data=data)
+        resp.read_some()
+        err = status_error(resp, "HEAD manifest")
+        return Check("manifest", Status.FAIL, err.cause, f"HEAD {url} answered {status} "
+                     f"{resp.reason_phrase}", self._status_fix(err), method="HEAD", data=data)
 
-    def _status_cause(self, status: int) -> tuple[str, str]:
-        if status in (401, 403):
-            return "unauthorized", causes.unauthorized(self.registry, target=self.target).text()
-        if status == 404:
-            return "not-found", self._not_found_fix()
-        if status == 405:
-            return "method-not-allowed", ("# the registry or a proxy in front of it refuses this "
-                                          "method; allow HEAD and GET on /v2/")
-        return f"http-{status}", "# check the registry's logs"
+    def _status_fix(self, err: HTTPStatusError) -> str:
+        """The doctor's fix for a status error (its cause comes from
+        :func:`crossfetch.registry.status_error`, the one mapping): it knows the target and
+        can list the repository's tags."""
+        if err.cause == "unauthorized":
+            return causes.unauthorized(self.registry, target=self.target).text()
+        if err.cause == "not-found":
+            return self._not_found_fix()
+        if err.cause == "method-not-allowed":
+            return ("# the registry or a proxy in front of it refuses this method; allow HEAD "
+                    "and GET on /v2/")
+        return f"# {err.fix}" if err.fix else "# check the registry's logs"
 
     def _not_found_fix(self) -> str:
         ref = self.decision.resolved
@@ -237,9 +241,9 @@ class ApiStages:
             raw, mt, digest = self.rc.fetch_manifest(ident)
         except CrossfetchError as e:
             check = _error_check("manifest", e, method="GET")
-            status = getattr(e, "status", None)
-            if isinstance(status, int) and status in (401, 403, 404, 405):
-                check.cause, check.fix = self._status_cause(status)
+            if isinstance(e, HTTPStatusError) and e.cause in (
+                    "unauthorized", "not-found", "method-not-allowed"):
+                check.fix = self._status_fix(e)
             return check
         self.state.manifest = (raw, mt, digest)
         return Check("manifest", Status.PASS, None,

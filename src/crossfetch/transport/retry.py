@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 
+from ..errors import TEMPORARY_STATUSES
+
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 """Methods that may be sent twice with the effect of once (RFC 9110 §9.2.2)."""
 
@@ -29,7 +31,7 @@ class Retry:
 
     total: int = 3
     methods: frozenset[str] = IDEMPOTENT
-    statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    statuses: frozenset[int] = TEMPORARY_STATUSES
     backoff: float = 0.25
     backoff_max: float = 5.0
     retry_after_max: float = 30.0
