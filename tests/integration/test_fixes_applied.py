@@ -64,6 +64,8 @@ def test_plain_http_fix_as_config_pulls(tmp_path: Path, http_registry: Registry,
     # The CLI prints the same fix, written at the edge.
     code, out = pull(ref, tmp_path / "again")
     assert code == 1 and out["fix"] == fix.text().rstrip("\n")
+    assert out["fixSteps"] == fix.to_dict()
+    assert [s["audience"] for s in fix.to_dict()] == ["crossfetch", "crossplane", "node"]
 
 
 def test_plain_http_fix_tells_the_truth_about_the_emulated_crossplane(

@@ -422,23 +422,21 @@ def report(err: CrossfetchError, output_format: str, *,
     """Print an error: ``error:`` lines on stderr, or one JSON object on stdout. An error
     that carries only facts gets its fix written here, at the edge, for the Crossplane release
     ``crossplane_version`` (:func:`crossfetch.fixes.for_error`)."""
+    steps: dict[str, Any] = {}
     if err.fix is None:
-        from urllib.parse import urlsplit
-
-        from ..crossplane.profile import get, plain_http_allowed
+        from ..crossplane.profile import get
         from ..fixes import for_error
 
         try:
             profile = get(crossplane_version)
         except CrossfetchError:  # an unknown version is reported by its own error
             profile = get()
-        registry = (urlsplit(err.url).netloc if err.url else "") or err.host
-        written = for_error(err, profile, crossplane_speaks_http=plain_http_allowed(
-            profile, registry) if registry else None)
+        written = for_error(err, profile)  # the release's plain-HTTP rule for the failed host
         if written is not None:
             err.fix = written.text().rstrip("\n")
+            steps = {"fixSteps": written.to_dict()}
     if output_format == "json":
-        emit_json({"ok": False, **err.to_dict()})
+        emit_json({"ok": False, **err.to_dict(), **steps})
     else:
         echo(f"error: {err.message}", err=True)
         if err.url or err.mode:
