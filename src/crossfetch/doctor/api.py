@@ -7,7 +7,6 @@ errors here are the errors a pull would hit.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,13 +43,22 @@ def _repo_path(ep: Endpoint, decision: Decision, tail: str) -> str:
 
 
 def parse_challenge(header: str | None) -> dict[str, str]:
-    """``Bearer realm="…",service="…"`` → ``{"scheme": "Bearer", "realm": …, …}``."""
+    """The challenge crossfetch would answer, as report data: ``Bearer realm="…",service="…"``
+    → ``{"scheme": "Bearer", "realm": …, …}``. Parsed by the auth flow's own parser
+    (:mod:`crossfetch.transport.challenge`), so the doctor never reads a header differently."""
     if not header:
         return {}
-    scheme, _, params = header.strip().partition(" ")
-    out = {"scheme": scheme}
-    out.update({k.lower(): v for k, v in re.findall(r'(\w+)="([^"]*)"', params)})
-    return out
+    from ..transport.challenge import MalformedChallenge, parse_challenges, pick
+
+    try:
+        found = parse_challenges(header)
+    except MalformedChallenge as e:
+        return {"scheme": "(malformed)", "error": e.message}
+    chosen = pick(found) or (found[0] if found else None)
+    if chosen is None:
+        return {}
+    return {"scheme": {"bearer": "Bearer", "basic": "Basic"}.get(chosen.scheme, chosen.scheme),
+            **chosen.params}
 
 
 def _error_check(name: str, e: CrossfetchError, *, method: str | None = None) -> Check:

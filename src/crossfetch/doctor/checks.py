@@ -146,10 +146,8 @@ class _Run:
             return Verdict(self.d.profile.version, False, "unexpected-error",
                            f"{type(e).__name__}: {e}", "# please report this as a crossfetch bug")
 
-    def add(self, name: str, fn: Callable[[], Check | list[Check]], *,
-            commit: bool = True) -> bool:
-        """Run one stage (or a pair, for HEAD and GET), time it, record it; False when it
-        failed. ``commit=False`` leaves the checks for the caller to commit."""
+    def run(self, name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
+        """Run one stage (or a pair, for HEAD and GET) and time it; nothing is recorded."""
         start = time.perf_counter()
         try:
             result = fn()
@@ -163,10 +161,12 @@ class _Run:
         for check in checks:
             if not check.seconds:
                 check.seconds = time.perf_counter() - start
-        if commit:
-            self.commit(checks)
-        else:
-            self.report.checks += checks
+        return checks
+
+    def add(self, name: str, fn: Callable[[], Check | list[Check]]) -> bool:
+        """Run one stage and record it; False when it failed."""
+        checks = self.run(name, fn)
+        self.commit(checks)
         return not any(c.status is Status.FAIL for c in checks)
 
     def go(self, ref: str) -> None:
@@ -291,9 +291,8 @@ class _Run:
         ]
         out: list[Check] = []
         for name, fn in stages:
-            before = len(self.report.checks)
-            ok = self.add(name, fn, commit=False)
-            check = self.report.checks.pop(before)
+            check = self.run(name, fn)[0]
+            ok = check.status is not Status.FAIL
             if not out and live:
                 check.data["skippedEndpoints"] = live
                 check.detail += "\n" + "; ".join(
