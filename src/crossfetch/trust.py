@@ -23,7 +23,14 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from .errors import ConfigError, CrossfetchError, TLSError, TransportError, UsageError
+from .errors import (
+    ConfigError,
+    CrossfetchError,
+    PolicyRefused,
+    TLSError,
+    TransportError,
+    UsageError,
+)
 from .fixes import configmap, helm, hoststoml
 from .fixes.fix import CROSSFETCH_ONLY
 from .fixes.imageconfig import TLS, imageconfig_yaml
@@ -299,6 +306,49 @@ def require_anchor(chain: Sequence[CertInfo], *, registry: str, host: str,
         fix="get the issuing CA from where the registry's certificate was made, e.g. "
         "kubectl get secret -n default idpbuilder-cert -o yaml > cert.yaml && crossfetch "
         f"trust {registry} --from-secret cert.yaml")
+
+
+class FingerprintRequired(PolicyRefused):
+    """Nothing vouches for the anchor: no ``--fingerprint`` pin and no person to confirm it.
+    ``anchor`` is the certificate that would have been saved."""
+
+    exit_code = 2
+    default_cause = "fingerprint-required"
+
+    def __init__(self, message: str, *, anchor: CertInfo, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.anchor = anchor
+
+
+def decide_trust(chain: Sequence[CertInfo], *, registry: str, host: str, origin: str,
+                 pin: str | None, from_secret: bool, can_ask: bool) -> tuple[CertInfo, bool]:
+    """The anchor to save, and whether a person must confirm it first.
+
+    The rules, the same for the CLI and library users: a ``pin`` (a normalized fingerprint)
+    must be the anchor's, or nothing is trusted (``fingerprint-mismatch``: a different
+    certificate can mean the connection is intercepted); a Secret the user exported is taken
+    as given; a certificate read over the network without a pin needs a person's yes
+    (``can_ask``), otherwise :class:`FingerprintRequired`."""
+    anchor = require_anchor(chain, registry=registry, host=host, origin=origin,
+                            from_secret=from_secret)
+    if pin is not None:
+        if pin != anchor.fingerprint:
+            other = next((i for i, c in enumerate(chain) if c.fingerprint == pin), None)
+            hint = f" (it is certificate [{other}], not the anchor)" if other is not None else ""
+            raise PolicyRefused(
+                f"the trust anchor's fingerprint is {anchor.fingerprint}, not the pinned "
+                f"{pin}{hint}: refusing to trust it", cause="fingerprint-mismatch", host=host,
+                fix="check with the registry's owner which certificate is right; a different "
+                "certificate can mean the connection is intercepted")
+        return anchor, False
+    if from_secret:
+        return anchor, False
+    if can_ask:
+        return anchor, True
+    raise FingerprintRequired(
+        f"refusing to save {anchor.subject} for {registry} unpinned, without a terminal to "
+        "confirm it", anchor=anchor, host=registry,
+        fix=f"check the fingerprint, then pin it: --fingerprint {anchor.fingerprint}")
 
 
 # --- Secrets ---------------------------------------------------------------------------------

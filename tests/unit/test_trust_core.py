@@ -193,3 +193,27 @@ def test_one_anchor_rule_for_the_network_and_for_secrets(tmp_path: Path, ca: tru
         causes.append(e.value.cause)
     assert causes == ["no-trust-anchor", "no-trust-anchor"]
     assert require_anchor(chain, registry="r", host="r", origin="o", from_secret=True) is chain[1]
+
+
+def test_trust_decisions_live_in_the_library(chain: list[CertInfo]) -> None:
+    """Pinning, confirming and refusing are the library's rules, not the CLI's."""
+    from crossfetch.errors import PolicyRefused
+    from crossfetch.trust import FingerprintRequired, decide_trust
+
+    kw = {"registry": "reg.example:8443", "host": "reg.example", "origin": "the handshake"}
+    root = chain[1]
+    # A matching pin: trusted without asking.
+    assert decide_trust(chain, pin=root.fingerprint, from_secret=False, can_ask=False,
+                        **kw) == (root, False)
+    # A pin of another certificate (here the leaf): refused, naming which one it is.
+    with pytest.raises(PolicyRefused, match=r"certificate \[0\], not the anchor") as e:
+        decide_trust(chain, pin=chain[0].fingerprint, from_secret=False, can_ask=True, **kw)
+    assert e.value.cause == "fingerprint-mismatch"
+    # No pin: a person must say yes when one can; otherwise refused with the pin to use.
+    assert decide_trust(chain, pin=None, from_secret=False, can_ask=True, **kw) == (root, True)
+    with pytest.raises(FingerprintRequired) as req:
+        decide_trust(chain, pin=None, from_secret=False, can_ask=False, **kw)
+    assert req.value.exit_code == 2 and req.value.anchor is root
+    assert root.fingerprint in (req.value.fix or "")
+    # A Secret the user exported is taken as given.
+    assert decide_trust(chain, pin=None, from_secret=True, can_ask=False, **kw) == (root, False)

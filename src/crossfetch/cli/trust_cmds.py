@@ -38,12 +38,13 @@ def run_trust(ns: argparse.Namespace) -> None:
     output_format = ns.output_format
     from ..errors import PolicyRefused, UsageError
     from ..trust import (
+        FingerprintRequired,
         TrustNames,
+        decide_trust,
         emit_text,
         fetch_chain,
         load_secret_certs,
         normalize_fingerprint,
-        require_anchor,
         split_host_port,
         verifies_with,
         write_certs_d,
@@ -71,40 +72,31 @@ def run_trust(ns: argparse.Namespace) -> None:
         _say(f"{len(chain)} certificate(s) from {origin}:", text_to_stderr)
         for i, cert in enumerate(chain):
             _say(f"[{i}]\n{cert.describe('  ')}", text_to_stderr)
-    # One rule for both sources (crossfetch.trust.choose_anchor): only a self-signed
-    # certificate anchors trust.
-    anchor = require_anchor(chain, registry=registry, host=host, origin=origin,
-                            from_secret=bool(secret_file))
-    if pin is not None:
-        if pin != anchor.fingerprint:
-            other = next((i for i, c in enumerate(chain) if c.fingerprint == pin), None)
-            hint = f" (it is certificate [{other}], not the anchor)" if other is not None else ""
-            raise PolicyRefused(
-                f"the trust anchor's fingerprint is {anchor.fingerprint}, not the pinned "
-                f"{pin}{hint}: refusing to trust it", cause="fingerprint-mismatch", host=host,
-                fix="check with the registry's owner which certificate is right; a different "
-                "certificate can mean the connection is intercepted")
-    elif not secret_file:
-        if (assume_yes or _interactive()) and output_format != "json":
-            ok = assume_yes or confirm(
-                f"Trust {anchor.subject} (sha256 {anchor.fingerprint.removeprefix('sha256:')}) "
-                f"for {registry}?")
-            if not ok:
-                raise PolicyRefused("not trusted: answered no", cause="not-confirmed")
+    # The rules are the library's (crossfetch.trust.decide_trust): one anchor rule for both
+    # sources, a pin must match, an unpinned network certificate needs a person's yes.
+    try:
+        anchor, ask = decide_trust(
+            chain, registry=registry, host=host, origin=origin, pin=pin,
+            from_secret=bool(secret_file),
+            can_ask=(assume_yes or _interactive()) and output_format != "json")
+    except FingerprintRequired as e:
+        argv = ["crossfetch", "trust", target, "--fingerprint", e.anchor.fingerprint]
+        argv += [a for k in kinds if k != "pem" for a in ("--emit", k)]
+        argv += ["-o", out] if out else []
+        cmd = shlex.join(argv)
+        if output_format == "json":
+            emit_json({"ok": False, "cause": e.cause, "host": registry,
+                       "chain": [c.to_dict() for c in chain],
+                       "anchor": e.anchor.to_dict(), "command": cmd})
         else:
-            argv = ["crossfetch", "trust", target, "--fingerprint", anchor.fingerprint]
-            argv += [a for k in kinds if k != "pem" for a in ("--emit", k)]
-            argv += ["-o", out] if out else []
-            cmd = shlex.join(argv)
-            if output_format == "json":
-                emit_json({"ok": False, "cause": "fingerprint-required", "host": registry,
-                           "chain": [c.to_dict() for c in chain],
-                           "anchor": anchor.to_dict(), "command": cmd})
-            else:
-                echo("refusing to save an unpinned certificate without a terminal to "
-                           "confirm it. After checking the fingerprint, run:", err=True)
-                echo(f"  {cmd}", err=True)
-            sys.exit(2)
+            echo("refusing to save an unpinned certificate without a terminal to "
+                 "confirm it. After checking the fingerprint, run:", err=True)
+            echo(f"  {cmd}", err=True)
+        sys.exit(e.exit_code)
+    if ask and not assume_yes and not confirm(
+            f"Trust {anchor.subject} (sha256 {anchor.fingerprint.removeprefix('sha256:')}) "
+            f"for {registry}?"):
+        raise PolicyRefused("not trusted: answered no", cause="not-confirmed")
     names = TrustNames(registry, cm_name or "", namespace, key)
     written: list[Path] = []
     verified = None
