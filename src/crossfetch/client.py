@@ -114,7 +114,8 @@ class Client:
     wait for one read), ``deadline`` (all of one request, default 30 s; a blob until its body
     starts), ``min_rate``/``rate_window`` (the slowest a blob body may arrive, default 1024
     bytes/s over 30 s; rate 0: none), ``retries`` (per request; a broken-off blob is resumed as
-    often). A ``transport`` passed in brings its own.
+    often). ``trace`` is told of every HTTP request (method, URL, status, time; the CLI's
+    ``-v``). A ``transport`` passed in brings its own.
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class Client:
         via: str = "direct",
         runtime_endpoint: str | None = None,
         runtime_namespace: str | None = None,
+        trace: Callable[[str], None] | None = None,
     ) -> None:
         self.policy = policy or Policy()
         # A Cache passed in is the caller's to close; one made here (a directory, the default,
@@ -160,7 +162,8 @@ class Client:
             floor = Floor(floor.rate if min_rate is None else min_rate,
                           floor.window if rate_window is None else rate_window)
             transport = Transport(timeouts=t, retries=retries, floor=floor,
-                                  deadline=DEADLINE if deadline is None else deadline)
+                                  deadline=DEADLINE if deadline is None else deadline,
+                                  trace=trace)
         self.transport = transport
         self.timeout = timeout
         self.progress = progress

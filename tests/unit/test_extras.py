@@ -37,3 +37,15 @@ def test_runtime_client_without_grpc(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     with pytest.raises(MissingExtra, match=r"crossfetch\[cri\]"):
         RuntimeClient(f"unix://{tmp_path}/c.sock").version()
     sock.close()
+
+
+def test_every_command_builds_its_parser_and_help() -> None:
+    """Catches an option two helpers both define (argparse fails only when the parser is
+    built, i.e. when a user runs that command)."""
+    import importlib
+
+    from crossfetch.cli.main import COMMANDS
+
+    for name, (module_name, _) in COMMANDS.items():
+        parser = importlib.import_module(module_name).PARSERS[name](f"crossfetch {name}")
+        assert f"crossfetch {name}" in parser.format_help()

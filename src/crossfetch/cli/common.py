@@ -136,12 +136,13 @@ def add_output_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_policy_options(p: argparse.ArgumentParser, *, network: bool = True,
-                       timeout_help: str | None = None, deadlines: bool = True) -> None:
+                       timeout_help: str | None = None, deadlines: bool = True,
+                       verbose: bool = True) -> None:
     """Options that decide where to go and whom to trust. ``network=False`` leaves out the
     options of commands that send nothing (``--timeout``, ``--retries``); ``timeout_help``
     replaces the ``--timeout`` text for a command with its own default; ``deadlines=False``
     leaves out ``--deadline``/``--min-rate``/``--rate-window`` (a command with its own
-    bounds)."""
+    bounds); ``verbose=False`` leaves out ``-v`` (a command whose own ``-v`` means more)."""
     g = p.add_argument_group("policy")
     g.add_argument("--config", "-c", dest="config_files", action="append", default=[],
                    metavar="FILE",
@@ -173,6 +174,10 @@ def add_policy_options(p: argparse.ArgumentParser, *, network: bool = True,
                        help="Retries (0..10) on connection errors, 5xx and 429 (Retry-After "
                        "honoured up to 30 s), with backoff; a blob that breaks off is resumed "
                        "where it stopped as often. Only idempotent requests are resent.")
+        if verbose:
+            g.add_argument("--verbose", "-v", dest="trace", action="store_true",
+                           help="Show each HTTP request on stderr: method, URL, status and "
+                           "time (never a header value or a credential).")
     g.add_argument("--allow-plain-http-credentials", action="store_true",
                    help="Allow sending credentials to registries that policy allows plain "
                    "HTTP. Off by default: credentials in clear text can be stolen.")
@@ -379,7 +384,12 @@ def build_client(params: dict[str, Any], *, progress: bool = True) -> Client:
         via=params.get("via") or "direct",
         runtime_endpoint=params.get("runtime_endpoint"),
         runtime_namespace=params.get("runtime_namespace"),
+        trace=_trace if params.get("trace") else None,
     )
+
+
+def _trace(line: str) -> None:
+    echo(f"> {line}", err=True)
 
 
 def make_progress() -> Progress | None:

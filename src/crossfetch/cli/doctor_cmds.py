@@ -143,7 +143,7 @@ Examples:
     add_runtime_options(p, "cri: diagnose the node path instead: runtime socket, name and "
                         "version, the runtime's pull, and the package read from its content "
                         "store.")
-    add_policy_options(p, deadlines=False,
+    add_policy_options(p, deadlines=False, verbose=False,
                        timeout_help="Bound for each network step: DNS, connect, TLS, "
                        "each request (default 5 s). The package read may take 12 times it, "
                        "and a --via cri pull 12 times it (at least 60 s).")

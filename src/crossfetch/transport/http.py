@@ -114,10 +114,13 @@ class Transport:
 
     def __init__(self, *, timeouts: Timeouts | None = None, retries: int | Retry = 3,
                  backoff: float | None = None, sleep: Callable[[float], None] = time.sleep,
-                 deadline: float = DEADLINE, floor: Floor | None = None) -> None:
+                 deadline: float = DEADLINE, floor: Floor | None = None,
+                 trace: Callable[[str], None] | None = None) -> None:
         """``deadline``: seconds one request may take in all (a blob: until its headers);
         ``floor``: the slowest a blob body may arrive (default 1 KiB/s over 30 s; rate 0
-        turns it off); ``retries``: a count, or a :class:`Retry`."""
+        turns it off); ``retries``: a count, or a :class:`Retry`; ``trace``: told of every
+        request (method, URL, status, time; never a header value or a credential)."""
+        self.trace = trace
         self.timeouts = timeouts or Timeouts()
         retry = retries if isinstance(retries, Retry) else Retry(total=retries)
         if backoff is not None:
@@ -155,7 +158,8 @@ class Transport:
         client = Pool(ssl_context=ssl_context(ep.tls) if scheme == "https" else None,
                       connect_timeout=self.timeouts.connect,
                       read_timeout=self.timeouts.read,
-                      headers={"User-Agent": USER_AGENT, **dict(ep.headers)})
+                      headers={"User-Agent": USER_AGENT, **dict(ep.headers)},
+                      trace=self.trace)
         self._clients[key] = client
         return client
 

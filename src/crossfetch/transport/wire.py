@@ -394,7 +394,11 @@ class Pool:
     """Kept-alive connections per (scheme, host, port, proxy), for one TLS context."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None, connect_timeout: float,
-                 read_timeout: float, headers: Mapping[str, str] | None = None) -> None:
+                 read_timeout: float, headers: Mapping[str, str] | None = None,
+                 trace: Callable[[str], None] | None = None) -> None:
+        """``trace`` is told of every request: method, URL, status (or error) and the time to
+        the response headers. Header values, bodies and credentials are never passed."""
+        self.trace = trace
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -450,6 +454,22 @@ class Pool:
 
     def send(self, request: Request, *, deadline: float | None = None,
              floor: Floor | None = None) -> Response:
+        """Send ``request``; the response body is left to stream (see :meth:`_send`)."""
+        if self.trace is None:
+            return self._send(request, deadline=deadline, floor=floor)
+        start = time.perf_counter()
+        what = f"{request.method} {request.url}"
+        try:
+            resp = self._send(request, deadline=deadline, floor=floor)
+        except Exception as e:
+            self.trace(f"{what} -> {e} ({(time.perf_counter() - start) * 1000:.1f} ms)")
+            raise
+        self.trace(f"{what} -> {resp.status_code} {resp.reason_phrase} "
+                   f"({(time.perf_counter() - start) * 1000:.1f} ms)")
+        return resp
+
+    def _send(self, request: Request, *, deadline: float | None = None,
+              floor: Floor | None = None) -> Response:
         """Send ``request``; the response body is left to stream.
 
         ``deadline`` (seconds) bounds the whole request: connecting, sending, the headers and
