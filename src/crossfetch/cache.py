@@ -215,7 +215,7 @@ class Cache:
     def __init__(self, root: str | Path | None = None, *, max_size: int | None = None,
                  ephemeral: bool = False, warn: Callable[[str], None] | None = None) -> None:
         self.root = Path(root) if root else default_cache_dir()
-        self.max_size = max_size_from_env() if max_size is None else max_size
+        self._max_size = max_size
         self.warn = warn or _stderr_warning
         self._lock = threading.Lock()
         self._fallback: Path | None = None
@@ -225,6 +225,14 @@ class Cache:
         if ephemeral:
             self.root = self._private_root()
             self._fallback = self.root
+
+    @property
+    def max_size(self) -> int:
+        """The size bound: ``max_size``, else ``CROSSFETCH_CACHE_MAX_SIZE``, else 5 GiB
+        (read when first needed, so commands that never write are not affected)."""
+        if self._max_size is None:
+            self._max_size = max_size_from_env()
+        return self._max_size
 
     # --- roots ---
 

@@ -57,21 +57,23 @@ def policy(pki: PKI) -> Policy:
     return Policy.load([], ca_bundle=str(pki.ca_cert), env={})
 
 
-def test_150_threads_on_one_client(tmp_path: Path, https_registry: Registry, policy: Policy,
-                                   packages: dict[str, PushedPackage]) -> None:
+@pytest.mark.parametrize("pull_policy", ["IfNotPresent", "Always"])
+def test_150_threads_450_pulls_on_one_client(
+        tmp_path: Path, https_registry: Registry, policy: Policy,
+        packages: dict[str, PushedPackage], pull_policy: str) -> None:
     p = packages["configuration"]
     ref = https_registry.ref(p.ref)
-    with Client(policy, cache=tmp_path / "cache") as client:
+    with Client(policy, cache=tmp_path / "cache", pull_policy=pull_policy) as client:
         def pull(i: int) -> PullResult | BaseException:
             try:
                 return client.pull(ref)
             except BaseException as e:  # every failure counts; none may escape unseen
                 return e
 
-        with ThreadPoolExecutor(150) as pool:
-            results = list(pool.map(pull, range(150)))
+        with ThreadPoolExecutor(150) as pool:  # 450 pulls, as in the reproduction
+            results = list(pool.map(pull, range(450)))
         failures = [r for r in results if isinstance(r, BaseException)]
-        assert (len(results) - len(failures), failures[:3]) == (150, [])
+        assert (len(results) - len(failures), failures[:3]) == (450, [])
         assert all(isinstance(r, PullResult) and r.path.read_bytes() == p.built.package_yaml
                    for r in results)
     assert tmp_leftovers(tmp_path / "cache") == []

@@ -213,8 +213,9 @@ def test_max_size_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CROSSFETCH_CACHE_MAX_SIZE", "lots")
     from crossfetch.errors import UsageError
 
+    cache = Cache(tmp_path)  # only what needs the bound fails
     with pytest.raises(UsageError, match="CROSSFETCH_CACHE_MAX_SIZE"):
-        Cache(tmp_path)
+        cache.prune()
 
 
 # -- read-only caches ------------------------------------------------------------------------
