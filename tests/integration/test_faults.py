@@ -22,6 +22,7 @@ from tests.integration.conftest import PushedPackage
 from tests.integration.test_pull import imageconfig, policy_file
 from tests.support.cli import CliResult, invoke
 from tests.support.proxy import Fault, FaultProxy
+from tests.support.registry import Registry
 
 FAST = ["--no-node-config"]
 
@@ -316,7 +317,7 @@ def test_wrong_docker_content_digest_on_head(tmp_path: Path, fault_proxy: FaultP
     wrong = "sha256:" + "0" * 64
     fault_proxy.inject(Fault("digest", where="manifest", methods=("HEAD",), value=wrong,
                              times=None))
-    assert_failed(_pull(tmp_path, fault_proxy, p), tmp_path, says=(wrong[:19],))
+    assert_failed(_pull(tmp_path, fault_proxy, p), tmp_path, says=(wrong[:19], "404"))
 
 
 @pytest.mark.parametrize("value", ["", "nolength"])
@@ -335,6 +336,7 @@ def test_index_pointing_at_a_missing_manifest(tmp_path: Path, fault_proxy: Fault
     fault_proxy.inject(Fault("missing", where="manifest", path=child, times=None))
     assert_failed(_pull(tmp_path, fault_proxy, p), tmp_path,
                   says=(child[:19],))
+    assert_failed_json(_pull(tmp_path, fault_proxy, p, json_out=True), tmp_path, "not-found")
 
 
 def test_corrupt_blob_once_is_fetched_again(tmp_path: Path, fault_proxy: FaultProxy,
@@ -356,6 +358,25 @@ def test_corrupt_blob_always(tmp_path: Path, fault_proxy: FaultProxy,
     assert f.hits == 2  # once more from the start, then reported
     assert_failed_json(_pull(tmp_path, fault_proxy, p, json_out=True), tmp_path,
                        "digest-mismatch")
+
+
+def test_corrupt_blob_from_a_mirror_is_fetched_from_the_upstream(
+        tmp_path: Path, fault_proxy: FaultProxy, http_registry: Registry,
+        packages: dict[str, PushedPackage]) -> None:
+    """The retry after a digest mismatch goes to another source first: here the upstream,
+    after a hosts.toml mirror (the FaultProxy) served a corrupt blob."""
+    p = packages["provider_kubernetes"]
+    hosts = tmp_path / "hosts" / http_registry.host
+    hosts.mkdir(parents=True)
+    (hosts / "hosts.toml").write_text(
+        f'server = "http://{http_registry.host}"\n\n[host."http://{fault_proxy.host}"]\n'
+        '  capabilities = ["pull", "resolve"]\n')
+    [f] = fault_proxy.inject(Fault("corrupt", where="blob",
+                                   path=p.built.base_layer_digest or "", times=None))
+    res = _pull(tmp_path, fault_proxy, p, "--hosts-dir", str(tmp_path / "hosts"),
+                ref=f"{http_registry.host}/{p.ref}")
+    assert_ok(res, tmp_path, p)
+    assert f.hits == 1  # the mirror once; the second fetch went to the upstream
 
 
 def test_corrupt_manifest_by_digest(tmp_path: Path, fault_proxy: FaultProxy,

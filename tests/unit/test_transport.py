@@ -247,6 +247,40 @@ def test_post_is_not_resent_after_a_5xx(plain: Server) -> None:
     assert resp.status_code == 503 and calls == [] and len(plain.seen) == 1
 
 
+@pytest.mark.parametrize("method,sent", [("POST", 1), ("GET", 3)])
+def test_reset_after_sending_resends_only_idempotent(method: str, sent: int) -> None:
+    """A server that reads the request and resets the connection: a GET is retried, a POST
+    (the token request) is not, since the server may have acted on it."""
+    import socket
+    import struct
+
+    from crossfetch.errors import TransportError
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            seen.append(conn.recv(65536))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    host = f"127.0.0.1:{srv.getsockname()[1]}"
+    try:
+        with Transport(retries=2, sleep=lambda _: None) as t, \
+                pytest.raises(TransportError) as e:
+            t.send(ep(f"http://{host}", TLSMode.DISABLED), method, "/token", content=b"x=1")
+    finally:
+        srv.close()
+    requests = [r for r in seen if r.startswith(method.encode())]  # not the TLS probes
+    assert e.value.cause == "connection-reset" and len(requests) == sent
+
+
 def test_retry_value() -> None:
     r = Retry()
     assert r.may_resend("GET") and r.may_resend("head") and not r.may_resend("POST")
