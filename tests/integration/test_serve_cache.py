@@ -98,6 +98,10 @@ def test_fault_mid_stream_breaks_clients_caches_nothing_and_refetches(
             assert not [p for p in (b.cache_dir / "tmp").iterdir() if p.suffix != ".lock"]
             assert any(x.get("msg") == "blob fetch failed; nothing cached"
                        for x in b.log_lines())
+            aborted = [x for x in b.requests() if x.get("aborted")]
+            assert len(aborted) == 5 and {x["status"] for x in aborted} == {499}
+            # One JSON object per line, even for broken transfers (no traceback).
+            assert all(line.startswith("{") for line in b.log_path.read_text().splitlines())
             proxy.corrupt_blobs = False
             proxy.reset_after = None
             before = len(proxy.requests_for("GET", blobs=True))

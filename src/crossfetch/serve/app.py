@@ -317,15 +317,9 @@ class Bridge:
                 resp = await self._dispatch(request, info)
             except ApiError as e:
                 resp = _error(e)
-            status = resp.status
+            status = 499 if "aborted" in info else resp.status
             return resp
-        except Aborted as e:
-            status = 499
-            info["aborted"] = str(e)
-            if request.transport is not None:
-                request.transport.abort()
-            raise ConnectionResetError("transfer aborted") from None
-        except (ConnectionResetError, asyncio.CancelledError):
+        except asyncio.CancelledError:
             status = 499
             info["aborted"] = "client went away"
             raise
@@ -570,8 +564,16 @@ class Bridge:
             flight.readers -= 1
             flight.maybe_release()
             raise
-        await flight.stream(request, stream)
-        await stream.write_eof()
+        try:
+            await flight.stream(request, stream)
+            await stream.write_eof()
+        except Aborted as e:
+            # Break the client's connection: a short body, never a complete wrong one.
+            info["aborted"] = str(e)
+            if request.transport is not None:
+                request.transport.abort()
+        except ConnectionResetError:
+            info["aborted"] = "client went away"
         return stream
 
     async def _send_file(self, request: web.Request, digest: str, headers: dict[str, str]
@@ -585,7 +587,10 @@ class Bridge:
         self.store.pin(digest)
         try:
             resp = web.FileResponse(self.store.blob_path(digest), headers=headers)
-            await resp.prepare(request)
+            try:
+                await resp.prepare(request)
+            except ConnectionResetError:
+                request["info"]["aborted"] = "client went away"
             return resp
         finally:
             os.close(fd)

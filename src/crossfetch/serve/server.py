@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -49,6 +50,7 @@ def serve(cfg: ServeConfig, params: dict[str, Any]) -> None:
     else:
         ca, cert, key = ensure_state(cfg.state_dir, cfg.hostnames)
     ssl_ctx = server_context(cert, key)
+    _json_logging()
     if cfg.workers <= 1:
         bridge, client = build(cfg, params)
         try:
@@ -151,6 +153,24 @@ async def _main(cfg: ServeConfig, bridge: Bridge, ssl_ctx: Any, ca: str | None, 
     while server is not None and server.connections and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     _log({"level": "info", "msg": "stopped", "worker": worker})
+
+
+class _JSONLogHandler(logging.Handler):
+    """Library log records (aiohttp, asyncio) as one JSON line each, like the request log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line: dict[str, Any] = {"level": record.levelname.lower(), "msg": record.getMessage(),
+                                "logger": record.name}
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            line["error"] = f"{type(exc).__name__}: {exc}"
+        _log(line)
+
+
+def _json_logging() -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [_JSONLogHandler()]
+    root.setLevel(logging.WARNING)
 
 
 def _log(obj: dict[str, Any]) -> None:
