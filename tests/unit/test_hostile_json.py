@@ -3,7 +3,9 @@ never a RecursionError, OverflowError, TypeError or AttributeError."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -165,3 +167,40 @@ def test_read_config_refuses_hostile_configs(blob: bytes) -> None:
 def test_load_json_names_what_it_read() -> None:
     with pytest.raises(PackageError, match="tag list"):
         load_json(b"{", "tag list")
+
+
+class _DeepTags(http.server.BaseHTTPRequestHandler):
+    """A tag list nested 100,000 levels deep (an in-process fake: a real registry would not)."""
+
+    def do_GET(self) -> None:
+        body = b'{"name": "a/b", "tags": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_deeply_nested_tag_list_is_a_fetch_error_not_a_recursion_error() -> None:
+    from crossfetch.errors import FetchError
+    from tests.unit.test_registry_tags import client
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DeepTags)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(FetchError, match="tag list"):
+            client(f"127.0.0.1:{httpd.server_address[1]}").tags()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_deeply_nested_token_response_is_an_auth_error() -> None:
+    from crossfetch.errors import AuthError
+    from crossfetch.transport.auth import _parse_token
+
+    with pytest.raises(AuthError, match="without a JSON object"):
+        _parse_token(b"[" * 100_000 + b"]" * 100_000, "https://auth.example/token")
