@@ -250,19 +250,26 @@ _STR_TAGS = (None, "!", "tag:yaml.org,2002:str")
 _TOKEN_START = frozenset(b" \t\r\n[{,")
 
 
-_TOP_KEY = re.compile(rb"^(?:(kind|apiVersion)[ \t]*:|[\"'?!&*{\[%])", re.M)
+_TOP_LINE = re.compile(rb"\n[^ \t\r\n#.-]")  # a line that starts a top-level key
+_HIDDEN = frozenset(b"\"'?!&*{[%")
 
 
 def _plain_top_keys(data: bytes) -> bool:
-    """True when ``kind`` and ``apiVersion`` each start at most one line, as plain keys, and
-    no line starts with a quoted, complex, tagged, anchored or flow key: the first value found
-    is then the only one."""
-    seen: set[bytes] = set()
-    for m in _TOP_KEY.finditer(data):
-        key = m.group(1)
-        if key is None or key in seen:
+    """True when ``kind`` and ``apiVersion`` each start at most one line and no line starts
+    with a quoted, complex, tagged, anchored or flow key: the first value found is then the
+    only one. Only top-level lines are looked at (a handful per object)."""
+    kinds = versions = 0
+    d = b"\n" + data
+    for m in _TOP_LINE.finditer(d):
+        start = m.start() + 1
+        if d[start] in _HIDDEN:
             return False
-        seen.add(key)
+        if d.startswith(b"kind", start):
+            kinds += 1
+        elif d.startswith(b"apiVersion", start):
+            versions += 1
+        if kinds > 1 or versions > 1:
+            return False
     return True
 
 
