@@ -194,6 +194,12 @@ def test_api_blobs_with_range(bridge: BridgeProcess, packages: dict[str, PushedP
     status, headers, body = bridge.get(path, headers={"Range": "bytes=2-9"})
     assert status == 206 and body == data[2:10]
     assert headers["Content-Range"] == f"bytes 2-9/{len(data)}"
+    status, headers, body = bridge.get(path, headers={"Range": "bytes=-5"})
+    assert status == 206 and body == data[-5:]
+    status, headers, body = bridge.get(path, headers={"Range": f"bytes={len(data) - 3}-"})
+    assert status == 206 and body == data[-3:]
+    status, headers, _ = bridge.get(path, headers={"Range": f"bytes={len(data) + 10}-"})
+    assert status == 416 and headers["Content-Range"] == f"bytes */{len(data)}"
 
 
 def test_api_errors(bridge: BridgeProcess, packages: dict[str, PushedPackage]) -> None:

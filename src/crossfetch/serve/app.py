@@ -578,24 +578,85 @@ class Bridge:
 
     async def _send_file(self, request: web.Request, digest: str, headers: dict[str, str]
                          ) -> web.StreamResponse | None:
-        """A cached blob, by sendfile where the connection allows it (aiohttp FileResponse,
-        which also answers Range); None if it is no longer stored. Pinned, and share-locked
-        for other processes, so no eviction removes it meanwhile."""
+        """A cached blob; None if it is no longer stored. Pinned, and share-locked for other
+        processes, so no eviction removes it meanwhile.
+
+        A plain connection gets aiohttp's ``FileResponse`` (``sendfile``). Over TLS, where
+        sendfile is impossible, FileResponse reads each chunk on a thread pool; reading from the
+        page cache on the loop instead (``RWF_NOWAIT``, a thread only for what is not cached)
+        measured 3-4x faster at 100 clients (docs/benchmarks.md).
+        """
         fd = self.store.open_shared(digest)
         if fd is None:
             return None
         self.store.pin(digest)
         try:
-            resp = web.FileResponse(self.store.blob_path(digest), headers=headers)
-            try:
-                await resp.prepare(request)
-            except ConnectionResetError:
-                request["info"]["aborted"] = "client went away"
-            return resp
+            transport = request.transport
+            if transport is not None and transport.get_extra_info("sslcontext") is None:
+                resp = web.FileResponse(self.store.blob_path(digest), headers=headers)
+                try:
+                    await resp.prepare(request)
+                except ConnectionResetError:
+                    request["info"]["aborted"] = "client went away"
+                return resp
+            return await self._send_fd(request, fd, headers)
         finally:
             os.close(fd)
             self.store.unpin(digest)
             self.after_commit()
+
+    async def _send_fd(self, request: web.Request, fd: int, headers: dict[str, str]
+                       ) -> web.StreamResponse:
+        size = os.fstat(fd).st_size
+        start, stop, status = 0, size, 200
+        if request.headers.get("Range"):
+            try:
+                rng = request.http_range
+            except ValueError:
+                rng = None
+            first = rng.start if rng is not None else None
+            if rng is None or (first is None and rng.stop is None):
+                raise ApiError(416, "BLOB_UNKNOWN", "unsupported Range (one bytes range only)",
+                               {"Content-Range": f"bytes */{size}"})
+            if first is None:
+                first = 0
+            start = max(size + first, 0) if first < 0 else first
+            stop = size if rng.stop is None else min(rng.stop, size)
+            if start >= size or start >= stop:
+                raise ApiError(416, "BLOB_UNKNOWN", "Range outside the blob",
+                               {"Content-Range": f"bytes */{size}"})
+            status = 206
+            headers = {**headers, "Content-Range": f"bytes {start}-{stop - 1}/{size}"}
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = stop - start
+        try:
+            await resp.prepare(request)
+            off = start
+            while off < stop:
+                data = await self._pread(fd, min(CHUNK, stop - off), off)
+                if not data:
+                    raise Aborted("short read from the cache file")
+                await resp.write(data)
+                off += len(data)
+            await resp.write_eof()
+        except ConnectionResetError:
+            request["info"]["aborted"] = "client went away"
+        except Aborted as e:
+            request["info"]["aborted"] = str(e)
+            if request.transport is not None:
+                request.transport.abort()
+        return resp
+
+    async def _pread(self, fd: int, n: int, off: int) -> bytes | bytearray:
+        """Read from the page cache without blocking the loop; on a thread otherwise."""
+        buf = bytearray(n)
+        try:
+            got = os.preadv(fd, [buf], off, os.RWF_NOWAIT)
+        except OSError:  # not cached (EAGAIN), or a filesystem without RWF_NOWAIT
+            got = 0
+        if got:
+            return buf if got == n else buf[:got]
+        return await asyncio.get_running_loop().run_in_executor(None, os.pread, fd, n, off)
 
     # --- tags ---
 
