@@ -47,6 +47,14 @@ class CrossfetchError(Exception):
             parts.append(f"\n  fix: {self.fix}")
         return "".join(parts)
 
+    def __copy__(self) -> CrossfetchError:
+        """A shallow copy with every attribute (``copy.copy`` would call ``__init__`` with the
+        message alone, which subclasses with required keywords, e.g. ``status``, refuse)."""
+        out = type(self).__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.args = self.args
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form for ``--output json``; never contains secrets (messages are redacted)."""
         out: dict[str, Any] = {"error": type(self).__name__, "cause": self.cause,
