@@ -56,3 +56,12 @@ def test_head_fallback_error_leaves_the_caught_errors_alone() -> None:
     assert out.message.startswith(HEAD_FALLBACK) and "the GET failed too" in out.message
     assert str(out).startswith(HEAD_FALLBACK)
     assert out.detail["headError"]["cause"] == "method-not-allowed"
+
+
+def test_head_fallback_error_copies_any_error_class() -> None:
+    head = status_error(answer(405), "HEAD manifest")
+    get = status_error(answer(401, {"errors": [{"code": "UNAUTHORIZED"}]}), "GET manifest")
+    out = head_fallback_error(head, get)
+    assert isinstance(out, Unauthorized) and out.status == 401 and out is not get
+    assert out.diagnostics == get.diagnostics and out.cause == "unauthorized"
+    assert get.message.startswith("GET manifest")
