@@ -8,6 +8,7 @@ with the ``resolve`` capability. Every manifest and blob is verified against its
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import re
 from collections.abc import Callable, Iterator
@@ -140,10 +141,7 @@ def head_fallback_error(head: CrossfetchError | None, get: FetchError) -> FetchE
     failure as such): the caught errors are never changed, since other threads (a shared
     single-flight fetch) may hold them. ``detail["headError"]`` keeps the HEAD's own error."""
     head_msg = head.message if head else "no descriptor"
-    # A copy made without __init__ (whose arguments differ per error class), fields and all.
-    out = type(get).__new__(type(get))
-    out.__dict__.update(get.__dict__)
-    out.__cause__, out.__traceback__ = get.__cause__, None
+    out = copy.copy(get)  # CrossfetchError.__copy__: every field, no __init__
     out.detail = {**get.detail, "headError": head.to_dict() if head else None}
     out.message = f"{HEAD_FALLBACK}: {head_msg}" if head_msg == get.message else \
         f"{HEAD_FALLBACK}: {head_msg}; the GET failed too: {get.message}"
