@@ -353,8 +353,11 @@ class RegistryClient:
         headers = {"Range": f"bytes={start}-"} if start else None
         resp = self._send(ep, "GET", f"blobs/{desc.digest}", headers=headers, stream=True,
                           follow=True, blob=True)
-        if resp.status_code == 206 and start and _resumes_at(resp, start, desc.size):
-            return ep, resp
+        if resp.status_code == 206 and start:
+            if _resumes_at(resp, start, desc.size):
+                return ep, resp
+            resp.close()  # a range we did not ask for: take the whole blob instead
+            return self._open_blob_on(ep, desc)
         if resp.status_code != 200:
             resp.read_some()
             raise status_error(resp, f"GET blob {desc.digest[:19]}")
@@ -418,8 +421,8 @@ class RegistryClient:
                     if skip == 0:
                         break
                     err: FetchError = FetchError(
-                        f"blob from {url} ended before the {n + skip} bytes already read",
-                        url=url, cause="truncated")
+                        f"blob from {url}, read again from the start, ended before the {n} "
+                        "bytes already read", url=url, cause="truncated")
                 except WireError as e:
                     if n == desc.size and e.phase == "truncated":
                         break  # a Content-Length above the blob's size: the digest decides

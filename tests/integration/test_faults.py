@@ -211,6 +211,18 @@ def test_truncated_blob_without_range_support_restarts(
     assert [s for r, s in _blob_gets(fault_proxy) if r] == [200]  # asked for a range, got all
 
 
+def test_resume_answered_with_the_wrong_range_restarts(
+        tmp_path: Path, fault_proxy: FaultProxy, big_package: PushedPackage) -> None:
+    """A 206 whose Content-Range is not the one asked for is not appended: the blob is taken
+    whole instead."""
+    p = big_package
+    fault_proxy.inject(Fault("truncate", where="blob", path=p.built.base_layer_digest or ""),
+                       Fault("range-off", where="blob", times=None))
+    assert_ok(_pull(tmp_path, fault_proxy, p), tmp_path, p)
+    gets = _blob_gets(fault_proxy)
+    assert [s for r, s in gets if r] == [206] and gets[-1] == ("", 200), gets
+
+
 def test_truncated_blob_always_says_cut_short(tmp_path: Path, fault_proxy: FaultProxy,
                                               packages: dict[str, PushedPackage]) -> None:
     p = packages["provider_kubernetes"]

@@ -47,6 +47,7 @@ KINDS = frozenset({
     "corrupt",  # one body byte flipped, length kept
     "missing",  # 404 MANIFEST_UNKNOWN
     "no-range",  # Range dropped: the whole body, 200
+    "range-off",  # a 206 whose Content-Range does not match the Range asked for
 })
 
 
@@ -209,6 +210,9 @@ class _ProxyHandler(BaseHandler):
         if f.kind == "digest":
             headers = [(k, v) for k, v in headers if k.lower() != "docker-content-digest"]
             headers.append(("Docker-Content-Digest", f.value))
+        elif f.kind == "range-off":
+            headers = [(k, v) for k, v in headers if k.lower() != "content-range"]
+            headers.append(("Content-Range", f"bytes 0-{max(len(data) - 1, 0)}/*"))
         elif f.kind == "corrupt" and data:
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
         elif f.kind == "oversize":
