@@ -92,7 +92,30 @@ def test_127_0_0_2_plain_http_is_refused(second_loopback_registry: Registry,
     # crossfetch itself pulls it once policy allows plain HTTP for that host.
 
 
+@pytest.fixture(scope="module")
+def self_signed_registry(testbed_dir: Path, registry_storage: Path, pki: PKI,
+                         packages: dict[str, PushedPackage]) -> Iterator[Registry]:
+    """HTTPS with a certificate that signs itself (no CA), serving the session's packages."""
+    with Registry(testbed_dir, tls=pki.self_signed, storage=registry_storage) as reg:
+        yield reg
+
+
+@pytest.mark.parametrize("version", ["v1.18", "v2.3"])
 def test_self_signed_registry_needs_the_ca_bundle(
+        self_signed_registry: Registry, packages: dict[str, PushedPackage], pki: PKI,
+        version: str) -> None:
+    ref = f"{self_signed_registry.host}/{packages[FN].ref}"
+    result, out = as_crossplane(ref, version)
+    assert result.exit_code == 1
+    assert out["cause"] == "untrusted-certificate"
+    assert "would not pull" in out["message"]
+    assert "registryCaBundleConfig" in out["fix"]
+    result, out = as_crossplane(ref, version, "--ca-bundle", str(pki.self_signed.cert))
+    assert result.exit_code == 0, out
+    assert out["asCrossplane"]["scheme"] == "https"
+
+
+def test_untrusted_ca_needs_the_ca_bundle(
         untrusted_registry: Registry, packages: dict[str, PushedPackage], pki: PKI) -> None:
     ref = f"{untrusted_registry.host}/{packages[FN].ref}"
     result, out = as_crossplane(ref, "v2.3")

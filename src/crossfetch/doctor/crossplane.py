@@ -11,7 +11,6 @@ loopback target fails: there it is the pod itself.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CrossfetchError
@@ -20,7 +19,6 @@ from .report import Check, Status, Verdict
 if TYPE_CHECKING:
     from ..crossplane.profile import Profile
     from ..policy.model import Decision, Endpoint
-    from ..policy.resolver import Policy
     from .checks import Doctor, _Run
 
 LOOPBACK_DNS_SUFFIXES = ("localtest.me",)
@@ -211,16 +209,13 @@ def _failure(prof: Profile, decision: Decision, bad: Check, data: dict[str, Any]
 
 def _loopback_reason(run: _Run, ep: Endpoint) -> str | None:
     """Why ``ep``'s host is the Crossplane pod itself, or ``None``."""
-    from .net import is_localhost_name
+    from ..trust import is_ip
+    from .net import is_localhost_name, is_loopback
 
     host, _ = _host_port(ep)
     pod = "inside the Crossplane pod that is the pod itself, not the registry"
-    try:
-        if ipaddress.ip_address(host.split("%", 1)[0]).is_loopback:
-            return f"{host} is a loopback address: {pod}"
-        return None
-    except ValueError:
-        pass
+    if is_ip(host):
+        return f"{host} is a loopback address: {pod}" if is_loopback(host) else None
     if is_localhost_name(host):
         return f"{host} is a *.localhost name, loopback by RFC 6761: {pod}"
     if is_localtest_name(host):
@@ -228,17 +223,10 @@ def _loopback_reason(run: _Run, ep: Endpoint) -> str | None:
                 f"(127.0.0.1, and ::1 over IPv6): {pod} (crossplane#5798)")
     target = run.target
     if target is not None and target.host == host and target.addresses and all(
-            _is_loopback(a) for a in target.addresses):
+            is_loopback(a) for a in target.addresses):
         return (f"{host} resolves to {', '.join(target.addresses)} here; if cluster DNS "
                 f"answers the same, {pod}")
     return None
-
-
-def _is_loopback(addr: str) -> bool:
-    try:
-        return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def _loopback_fix(prof: Profile, decision: Decision, ep: Endpoint, *, plain_http: bool) -> str:
@@ -248,10 +236,3 @@ def _loopback_fix(prof: Profile, decision: Decision, ep: Endpoint, *, plain_http
     host, _ = _host_port(ep)
     return causes.loopback(decision.resolved.registry, host, is_ip=is_ip(host),
                            plain_http=plain_http, target=prof).text()
-
-
-def emulation(policy: Policy, prof: Profile, pull_secret_files: tuple[str, ...] = ()) -> Policy:
-    """``policy`` in ``prof``'s decision mode (see :mod:`crossfetch.crossplane.emulate`)."""
-    from ..crossplane.emulate import emulation_policy
-
-    return emulation_policy(policy, prof, pull_secret_files=pull_secret_files)
