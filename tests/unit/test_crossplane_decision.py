@@ -154,3 +154,19 @@ def test_errors_are_restated_for_the_release_with_a_fix_it_can_use() -> None:
         assert out.fix is not None and "tls" not in out.fix.replace("TLS", "")
         assert ("\n  rewriteImage:\n" in out.fix) is has_rewrite
         assert ("prefix: 127.0.0.2:5000/" in out.fix) is has_rewrite
+
+
+def test_errors_copy_with_all_their_attributes() -> None:
+    # registry.head_fallback_error copies the GET's error: a 401 on HEAD and GET crashed with
+    # "HTTPStatusError.__init__() missing ... 'status'" before CrossfetchError.__copy__.
+    import copy
+
+    from crossfetch.errors import Unauthorized
+
+    err = Unauthorized("GET manifest answered 401", status=401, url="https://r.example/v2/",
+                       fix="give credentials")
+    dup = copy.copy(err)
+    assert type(dup) is Unauthorized and dup is not err
+    assert (dup.status, dup.url, dup.fix, dup.message, dup.args) == \
+        (401, err.url, err.fix, err.message, err.args)
+    assert in_crossplane_terms(err, get("v2.3")).status == 401  # type: ignore[attr-defined]

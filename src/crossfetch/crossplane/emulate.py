@@ -27,6 +27,7 @@ unannotated image is flattened by both).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -107,9 +108,8 @@ def in_crossplane_terms(err: CrossfetchError, profile: Profile,
         message += f": {err.message}"
     fix = crossplane_fix(err, profile, registry,
                          speaks_http=plain_http_allowed(profile, registry) if registry else None)
-    out = type(err).__new__(type(err))
-    out.__dict__.update(err.__dict__)
-    Exception.__init__(out, message)
+    out = copy.copy(err)
+    out.args = (message,)
     out.message = message
     out.fix = fix if fix is not None else err.fix
     out.detail = {**err.detail, "crossplane": profile.version}
