@@ -36,15 +36,6 @@ class CrossfetchError(Exception):
         self.fix = fix
         self.detail = detail or {}
 
-    def __copy__(self) -> CrossfetchError:
-        """A shallow copy with every attribute. The default copy of an exception calls its
-        constructor again with ``args`` only, which fails for subclasses that need more
-        (``HTTPStatusError``'s ``status``)."""
-        new = type(self).__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.args = self.args
-        return new
-
     def __str__(self) -> str:
         parts = [self.message]
         where = ", ".join(
