@@ -185,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--head-seconds", type=int, default=10)
     ap.add_argument("--head-clients", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                    help="crossfetch serve --workers (default: one per core, as distribution "
-                    "uses every core)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="crossfetch serve --workers (default 1, the server's default)")
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the servers this run started are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

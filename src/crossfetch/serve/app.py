@@ -317,6 +317,12 @@ class Bridge:
                 resp = await self._dispatch(request, info)
             except ApiError as e:
                 resp = _error(e)
+            except CrossfetchError as e:  # a failure no mapping above expected
+                resp = _error(upstream_error(e, "UNKNOWN"))
+            except Exception as e:  # a bug: one JSON line and a 500, never a traceback
+                self.log_event("error", "internal error", path=redact_target(request.raw_path),
+                               error=f"{type(e).__name__}: {e}")
+                resp = _error(ApiError(500, "UNKNOWN", "internal error (see the bridge's log)"))
             status = 499 if "aborted" in info else resp.status
             return resp
         except asyncio.CancelledError:
