@@ -199,3 +199,27 @@ def test_serve_without_routes_is_a_usage_error() -> None:
     r = subprocess.run([sys.executable, "-m", "crossfetch.cli.main", "serve", "--no-node-config"],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "--route" in r.stderr
+
+
+PROBE = """
+import contextlib, io, sys
+from crossfetch.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        main({argv!r})
+    except SystemExit:
+        pass
+print(" ".join(sorted({{m.split(".")[0] for m in sys.modules}})))
+"""
+
+
+def test_serve_extra_is_imported_only_by_serve() -> None:
+    import sys
+
+    for argv in (["serve", "--help"], ["pull", "--help"], ["--help"]):
+        out = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        mods = set(out.split())
+        assert "crossfetch" in mods
+        for heavy in ("aiohttp", "prometheus_client", "bcrypt", "multidict", "yarl"):
+            assert heavy not in mods, f"{heavy} imported by crossfetch {' '.join(argv)}"
