@@ -460,7 +460,7 @@ def report(err: CrossfetchError, output_format: str, *,
             lines = err.fix.splitlines()
             echo(f"  fix: {lines[0]}", err=True)
             for line in lines[1:]:
-                echo(f"       {line}", err=True)
+                echo(f"       {line}".rstrip(), err=True)
 
 
 def handle_errors(f: F) -> F:

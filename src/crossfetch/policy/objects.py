@@ -25,7 +25,7 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 # --- the schema the API server checks ------------------------------------------------------
 # A dict is an object with these fields (others are unknown: a warning, as kubectl gives), a
 # one-item list an array of that schema, a tuple an enum (case-sensitive), ANY anything.
-ANY: Any = "any"
+ANY: Any = object()
 _META = {k: ANY for k in (
     "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
     "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
