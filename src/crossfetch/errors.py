@@ -7,8 +7,139 @@ a short machine-readable token, plus the message) and the change that fixes it (
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
+
+class Cause(enum.StrEnum):
+    """Every ``cause`` an error or a doctor check may carry (the ``cause`` key under ``-O json``):
+    one vocabulary for the whole tool. Each member names the module that first raises it; a
+    test (tests/unit/test_causes.py) fails when code uses a cause that is not listed here."""
+
+    AUTH_FAILED = "auth-failed"  # errors.py
+    BAD_CONSTRAINT = "bad-constraint"  # xpkg/lint.py
+    BAD_USAGE = "bad-usage"  # cli/common.py
+    BLOCKED = "blocked"  # client.py
+    BUILD_FAILED = "build-failed"  # xpkg/build.py
+    CLIENT_CERTIFICATE_REQUIRED = "client-certificate-required"  # fixes/__init__.py
+    CONNECTION_FAILED = "connection-failed"  # doctor/net.py
+    CONNECTION_REFUSED = "connection-refused"  # doctor/net.py
+    CONNECTION_RESET = "connection-reset"  # transport/http.py
+    CREDENTIAL_HELPER = "credential-helper"  # policy/credhelpers.py
+    CREDENTIAL_HELPER_FAILED = "credential-helper-failed"  # policy/credhelpers.py
+    CREDENTIAL_HELPER_MISSING = "credential-helper-missing"  # policy/credhelpers.py
+    CREDENTIALS_REJECTED = "credentials-rejected"  # transport/auth.py
+    CRI_DISABLED = "cri-disabled"  # cri/client.py
+    DIGEST_MISMATCH = "digest-mismatch"  # errors.py
+    DISALLOWED_OBJECT = "disallowed-object"  # xpkg/meta.py
+    DNS_FAILURE = "dns-failure"  # doctor/net.py
+    EGRESS_BLOCKED = "egress-blocked"  # doctor/checks.py
+    EGRESS_UNDECIDABLE = "egress-undecidable"  # doctor/checks.py
+    EMPTY_PACKAGE = "empty-package"  # xpkg/meta.py
+    ERROR = "error"  # errors.py
+    EXPIRED_CERTIFICATE = "expired-certificate"  # doctor/net.py
+    FALLBACK = "fallback"  # transport/http.py
+    FETCH_FAILED = "fetch-failed"  # errors.py
+    FINGERPRINT_MISMATCH = "fingerprint-mismatch"  # trust.py
+    FINGERPRINT_REQUIRED = "fingerprint-required"  # trust.py
+    GZIP_BOMB = "gzip-bomb"  # xpkg/stream.py
+    HOSTNAME_MISMATCH = "hostname-mismatch"  # doctor/net.py
+    HTTP_ERROR = "http-error"  # errors.py
+    IMAGE_NOT_PRESENT = "image-not-present"  # cri/client.py
+    INSUFFICIENT_SCOPE = "insufficient-scope"  # transport/auth.py
+    INTERRUPTED = "interrupted"  # errors.py
+    INVALID_ADDRESS = "invalid-address"  # doctor/netpol/evaluate.py
+    INVALID_CONFIG = "invalid-config"  # errors.py
+    INVALID_FINGERPRINT = "invalid-fingerprint"  # trust.py
+    INVALID_LAYER = "invalid-layer"  # xpkg/stream.py
+    INVALID_MANIFEST = "invalid-manifest"  # oci.py
+    INVALID_OBJECT = "invalid-object"  # xpkg/meta.py
+    INVALID_PACKAGE = "invalid-package"  # errors.py
+    INVALID_PORT = "invalid-port"  # doctor/netpol/evaluate.py
+    INVALID_PROTOCOL = "invalid-protocol"  # doctor/netpol/evaluate.py
+    INVALID_REFERENCE = "invalid-reference"  # errors.py
+    INVALID_UTF8 = "invalid-utf8"  # xpkg/meta.py
+    INVALID_YAML = "invalid-yaml"  # xpkg/build.py
+    LAYER_MISSING = "layer-missing"  # cri/client.py
+    LIMIT_EXCEEDED = "limit-exceeded"  # doctor/netpol/load.py
+    LINT = "lint"  # xpkg/lint.py
+    LOOPBACK_ADDRESS = "loopback-address"  # doctor/checks.py
+    MALFORMED_CHALLENGE = "malformed-challenge"  # transport/challenge.py
+    META_COUNT = "meta-count"  # xpkg/lint.py
+    META_KIND = "meta-kind"  # xpkg/lint.py
+    META_TOO_LARGE = "meta-too-large"  # xpkg/meta.py
+    METHOD_NOT_ALLOWED = "method-not-allowed"  # doctor/api.py
+    MISSING_EXTRA = "missing-extra"  # _extras.py
+    MULTIPLE_BASE_LAYERS = "multiple-base-layers"  # xpkg/layers.py
+    MULTIPLE_META_OBJECTS = "multiple-meta-objects"  # xpkg/meta.py
+    NO_DIGEST_HEADER = "no-digest-header"  # doctor/api.py
+    NO_ENDPOINT = "no-endpoint"  # registry.py
+    NO_GVK = "no-gvk"  # xpkg/lint.py
+    NO_META_OBJECT = "no-meta-object"  # xpkg/meta.py
+    NO_NAME = "no-name"  # xpkg/lint.py
+    NO_PACKAGE_FILE = "no-package-file"  # upload.py
+    NO_PACKAGE_YAML = "no-package-yaml"  # doctor/api.py
+    NO_PUSH_CAPABILITY = "no-push-capability"  # upload.py
+    NO_TRUST_ANCHOR = "no-trust-anchor"  # trust.py
+    NOT_A_REGISTRY = "not-a-registry"  # doctor/api.py
+    NOT_A_TAG = "not-a-tag"  # upload.py
+    NOT_AN_IMAGE = "not-an-image"  # xpkg/build.py
+    NOT_AN_OBJECT = "not-an-object"  # xpkg/lint.py
+    NOT_CACHED = "not-cached"  # errors.py
+    NOT_CONFIRMED = "not-confirmed"  # cli/trust_cmds.py
+    NOT_CONTAINERD = "not-containerd"  # cri/client.py
+    NOT_FOUND = "not-found"  # doctor/api.py
+    NOT_FULLY_QUALIFIED = "not-fully-qualified"  # doctor/checks.py
+    OBJECT_KIND = "object-kind"  # xpkg/lint.py
+    OS_ERROR = "os-error"  # cli/common.py
+    OUTPUT = "output"  # output.py
+    PACKAGE_TOO_LARGE = "package-too-large"  # xpkg/meta.py
+    PERMISSION_DENIED = "permission-denied"  # cri/client.py
+    PLAIN_HTTP = "plain-http"  # crossplane/emulate.py
+    PLAIN_HTTP_CREDENTIALS = "plain-http-credentials"  # transport/auth.py
+    PLAIN_HTTP_REALM = "plain-http-realm"  # transport/auth.py
+    PLATFORM_NOT_FOUND = "platform-not-found"  # oci.py
+    PROXY_ERROR = "proxy-error"  # registry.py
+    PULL_REFUSED = "pull-refused"  # cri/errors.py
+    RATE_LIMITED = "rate-limited"  # registry.py
+    REFUSED_BY_POLICY = "refused-by-policy"  # errors.py
+    RUNTIME_ERROR = "runtime-error"  # cri/errors.py
+    RUNTIME_UNREACHABLE = "runtime-unreachable"  # cri/errors.py
+    SIZE_MISMATCH = "size-mismatch"  # xpkg/stream.py
+    SOCKET_MISSING = "socket-missing"  # cri/client.py
+    STALLED = "stalled"  # registry.py
+    TIMEOUT = "timeout"  # cri/client.py
+    TLS_ERROR = "tls-error"  # doctor/net.py
+    TLS_EXPECTED = "tls-expected"  # doctor/net.py
+    TOKEN_DENIED = "token-denied"  # noqa: S105 - a cause, not a password (transport/auth.py)
+    TOKEN_FAILED = "token-failed"  # noqa: S105 - a cause, not a password (transport/auth.py)
+    TOO_LARGE = "too-large"  # xpkg/build.py
+    TOO_MANY_REDIRECTS = "too-many-redirects"  # transport/http.py
+    TRUNCATED = "truncated"  # registry.py
+    UNAUTHORIZED = "unauthorized"  # crossplane/emulate.py
+    UNAVAILABLE = "unavailable"  # registry.py
+    UNEXPECTED_ERROR = "unexpected-error"  # doctor/checks.py
+    UNKNOWN_CROSSPLANE_VERSION = "unknown-crossplane-version"  # crossplane/profile.py
+    UNKNOWN_META_KIND = "unknown-meta-kind"  # xpkg/meta.py
+    UNSAFE_PACKAGE_YAML = "unsafe-package-yaml"  # xpkg/stream.py
+    UNSAFE_PATH = "unsafe-path"  # xpkg/build.py
+    UNSAFE_REALM = "unsafe-realm"  # transport/auth.py
+    UNSAFE_REDIRECT = "unsafe-redirect"  # serve/upstream.py
+    UNSUPPORTED_COMPRESSION = "unsupported-compression"  # xpkg/stream.py
+    UNTRUSTED_CERTIFICATE = "untrusted-certificate"  # doctor/net.py
+    UPLOAD_ELSEWHERE = "upload-elsewhere"  # upload.py
+    USAGE = "usage"  # errors.py
+    VERIFICATION_DISABLED = "verification-disabled"  # doctor/net.py
+    YAML_ALIASES = "yaml-aliases"  # xpkg/meta.py
+
+
+RETRY_SENT: frozenset[str] = frozenset({Cause.CONNECTION_RESET, Cause.CONNECTION_FAILED,
+                                        Cause.TRUNCATED})
+"""Failures after the request may have reached the server: worth another try for idempotent
+requests, and a broken-off body is resumed where it stopped."""
+RETRY_UNSENT: frozenset[str] = frozenset({Cause.CONNECTION_REFUSED, Cause.CONNECTION_RESET,
+                                          Cause.TIMEOUT, Cause.CONNECTION_FAILED})
+"""Connecting failed, so nothing was sent: worth another try for any method."""
 
 class CrossfetchError(Exception):
     """Base of every error crossfetch raises on purpose."""

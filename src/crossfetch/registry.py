@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .capped import read_capped
 from .errors import (
+    RETRY_SENT,
     CrossfetchError,
     DigestMismatch,
     FetchError,
@@ -48,7 +49,7 @@ MAX_TAG_PAGES = 1000
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
-RESUMABLE = frozenset({"connection-reset", "connection-failed", "truncated"})
+RESUMABLE = RETRY_SENT
 """Causes of a broken-off body worth another try (a stall is not: it already cost a deadline)."""
 _CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
 

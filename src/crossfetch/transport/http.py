@@ -25,6 +25,8 @@ from urllib.parse import urljoin, urlsplit
 
 from .. import __version__
 from ..errors import (
+    RETRY_SENT,
+    RETRY_UNSENT,
     PlainHTTPError,
     PolicyRefused,
     TLSError,
@@ -42,11 +44,8 @@ MAX_REDIRECTS = 5
 USER_AGENT = f"crossfetch/{__version__}"
 DEADLINE = 30.0
 """Default overall deadline of one request, in seconds (``--deadline``)."""
-RESENDABLE_CAUSES = frozenset({"connection-reset", "connection-failed", "truncated"})
-"""After the request may have reached the server: worth another try (idempotent only)."""
-UNSENT_CAUSES = frozenset({"connection-refused", "connection-reset", "timeout",
-                           "connection-failed"})
-"""Connecting failed (nothing was sent): worth another try for any method."""
+RESENDABLE_CAUSES = RETRY_SENT
+UNSENT_CAUSES = RETRY_UNSENT
 
 
 class Timeouts(NamedTuple):
