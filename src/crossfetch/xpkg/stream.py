@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import BinaryIO
 
+from .._inflate import errors as _inflate_errors
+from .._inflate import gzip_inflater
 from ..errors import DigestMismatch, LimitExceeded, PackageError
 from ..oci import MAX_LAYERS, Descriptor, check_digest
 from .meta import PACKAGE_CAP, Package, PackageScanner
@@ -97,14 +98,14 @@ class _Budget:
 
 
 def _gunzip(chunks: Iterator[bytes], budget: _Budget) -> Iterator[bytes]:
-    d = zlib.decompressobj(31)
+    d = gzip_inflater()
     try:
         for chunk in chunks:
             data = chunk
             if d.eof:  # a multi-member gzip continues, anything else is trailing junk
                 if data[:2] != _GZIP:
                     return
-                d = zlib.decompressobj(31)
+                d = gzip_inflater()
             while True:
                 out = d.decompress(data, _OUT_CHUNK)
                 if out:
@@ -116,13 +117,13 @@ def _gunzip(chunks: Iterator[bytes], budget: _Budget) -> Iterator[bytes]:
                         break
                     if data[:2] != _GZIP:
                         return
-                    d = zlib.decompressobj(31)
+                    d = gzip_inflater()
                     continue
                 data = d.unconsumed_tail
                 # A full output step may leave output pending inside zlib: ask again.
                 if not data and len(out) < _OUT_CHUNK:
                     break
-    except zlib.error as e:
+    except _inflate_errors as e:
         raise PackageError(f"layer looks gzip-compressed but does not inflate: {e}",
                            cause="invalid-layer",
                            fix="the layer is corrupt; re-push the package") from None
