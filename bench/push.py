@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -100,33 +99,9 @@ def oci_layout_of(xpkg: Path, dest: Path) -> None:
             "org.opencontainers.image.ref.name": "v1"}}]}))
 
 
-class DropRepo:
-    """Remove a repository's links from the registry storage before a run (untimed)."""
-
-    def __init__(self, storage: Path, repo: str) -> None:
-        self.path = storage / "docker" / "registry" / "v2" / "repositories" / repo
-
-    def __call__(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def hyperfine(tools: list[Tool], runs: int, work: Path) -> dict[str, float] | None:
-    """Whole-process means from hyperfine, the same commands and untimed repository drops."""
-    if shutil.which("hyperfine") is None:
-        print("hyperfine is missing: apt-get install -y hyperfine", file=sys.stderr)
-        return None
-    out = work / "hyperfine.json"
-    args = ["hyperfine", "--runs", str(runs), "--warmup", "1", "--style", "none",
-            "--export-json", str(out)]
-    for t in tools:
-        assert isinstance(t.prepare, DropRepo)
-        args += ["--prepare", f"rm -rf {shlex.quote(str(t.prepare.path))}"]
-    for t in tools:
-        args += ["-n", t.name, shlex.join(t.argv)]
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "CROSSFETCH_NO_PROGRESS": "1"})
-    data = json.loads(out.read_text())
-    return {r["command"]: round(r["median"], 4) for r in data["results"]}
+def repo_dir(storage: Path, repo: str) -> Path:
+    """A repository's links in the registry storage: removed before each run (untimed)."""
+    return storage / "docker" / "registry" / "v2" / "repositories" / repo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,8 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tls", action="store_true", help="HTTPS with a private CA")
     ap.add_argument("--mib", type=int, default=RUNTIME_MIB)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--hyperfine", action="store_true",
-                    help="also time the same commands with hyperfine (Debian package)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="crossfetch-bench-push-"))
     try:
@@ -171,22 +144,21 @@ def main(argv: list[str] | None = None) -> int:
                 Tool("crossfetch push", [CROSSFETCH, "push", "-f", str(pkg),
                                          reg.ref("bench/cf:v1"), "--config", str(policy),
                                          *tls_cf, "--no-node-config"],
-                     prepare=DropRepo(storage, "bench/cf"), env=env),
+                     reset=repo_dir(storage, "bench/cf"), env=env),
                 Tool("crossfetch push --chunk-size 16MiB", [
                     CROSSFETCH, "push", "-f", str(pkg), reg.ref("bench/cfc:v1"), "--config",
                     str(policy), *tls_cf, "--no-node-config", "--chunk-size", "16MiB"],
-                     prepare=DropRepo(storage, "bench/cfc"), env=env),
+                     reset=repo_dir(storage, "bench/cfc"), env=env),
                 Tool("skopeo copy docker-archive:", [
                     "skopeo", "--insecure-policy", "copy", "--quiet", *tls_sk,
                     f"docker-archive:{pkg}", f"docker://{reg.ref('bench/sk:v1')}"],
-                     prepare=DropRepo(storage, "bench/sk")),
+                     reset=repo_dir(storage, "bench/sk")),
                 Tool("skopeo copy oci:", [
                     "skopeo", "--insecure-policy", "copy", "--quiet", *tls_sk,
                     f"oci:{work / 'oci'}:v1", f"docker://{reg.ref('bench/sko:v1')}"],
-                     prepare=DropRepo(storage, "bench/sko")),
+                     reset=repo_dir(storage, "bench/sko")),
             ]
             series = measure(tools, args.runs)
-            hyper = hyperfine(tools, args.runs, work) if args.hyperfine else None
             # What crossfetch pushed reads back: skopeo sees the layer sizes.
             raw = subprocess.run(["skopeo", "inspect", "--raw", *(
                 ["--cert-dir", str(work / "skopeo-certs")] if pki else ["--tls-verify=false"]),
@@ -199,7 +171,6 @@ def main(argv: list[str] | None = None) -> int:
             "scenario": "push", "transport": "https" if pki else "http", "runs": args.runs,
             "package_bytes": pkg.stat().st_size, "layer_bytes": sizes, "build_s": round(build_s, 3),
             "series": [s.to_dict() for s in series],
-            "hyperfine": hyper,
             "ratio_vs_skopeo_docker_archive": round(cf.median_s / sk.median_s, 3),
             "ratio_vs_skopeo_oci": round(cf.median_s / by["skopeo copy oci:"].median_s, 3),
             "targets": {"peak_rss_mib<100": cf.peak_rss_mib < 100,
@@ -209,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.runs} runs, median):")
         for s in series:
             print(f"  {s.tool:<38} {s.median_s:7.3f} s  (min {s.min_s:.3f}, max {s.max_s:.3f})"
-                  f"  peak RSS {s.peak_rss_mib:6.1f} MiB  cpu {s.median_cpu_s:.2f} s")
+                  f"  peak RSS {s.peak_rss_mib:6.1f} MiB  cpu {s.mean_cpu_s:.2f} s")
         print(f"  crossfetch / skopeo docker-archive: {out['ratio_vs_skopeo_docker_archive']}x; "
               f"/ skopeo oci: {out['ratio_vs_skopeo_oci']}x; targets {out['targets']}")
         results = ROOT / "bench" / "results"

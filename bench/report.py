@@ -18,12 +18,21 @@ def rss_target(tool: str, limit_bytes: float) -> dict[str, Any]:
     return {"kind": "rss", "tool": tool, "op": "<", "limit": limit_bytes}
 
 
+def time_target(tool: str, limit_s: float) -> dict[str, Any]:
+    """Median wall time of ``tool`` below ``limit_s`` (absolute: only meaningful unloaded)."""
+    return {"kind": "time", "tool": tool, "op": "<", "limit": limit_s}
+
+
 def _evaluate(target: dict[str, Any], by_name: dict[str, Series]) -> dict[str, Any]:
     tool = by_name[target["tool"]]
     if target["kind"] == "ratio":
         value = tool.median_s / by_name[target["reference"]].median_s
         what = f"{target['tool']} / {target['reference']} (median time)"
         shown = f"{value:.2f}x {target['op']} {target['limit']}x"
+    elif target["kind"] == "time":
+        value = tool.median_s
+        what = f"{target['tool']} median wall time"
+        shown = f"{value * 1000:.0f} ms {target['op']} {target['limit'] * 1000:.0f} ms"
     else:
         value = tool.peak_rss_mib * 1024 * 1024
         what = f"{target['tool']} peak RSS"
@@ -55,11 +64,11 @@ def print_scenario(result: dict[str, Any]) -> None:
     print(f"\n{title}")
     if result.get("sizes"):
         print("   " + ", ".join(f"{k} {v:,}" for k, v in result["sizes"].items()))
-    print(f"   {'tool':<28}{'median':>10}{'min':>10}{'max':>10}{'ratio':>8}{'cpu':>9}"
+    print(f"   {'tool':<28}{'median':>10}{'min':>10}{'max':>10}{'ratio':>8}{'cpu mean':>9}"
           f"{'peak RSS':>11}")
     for t in result["tools"]:
         print(f"   {t['tool']:<28}{t['median_s'] * 1000:>8.0f}ms{t['min_s'] * 1000:>8.0f}ms"
-              f"{t['max_s'] * 1000:>8.0f}ms{t['ratio']:>7.2f}x{t['median_cpu_s'] * 1000:>7.0f}ms"
+              f"{t['max_s'] * 1000:>8.0f}ms{t['ratio']:>7.2f}x{t['mean_cpu_s'] * 1000:>7.0f}ms"
               f"{t['peak_rss_mib']:>8.1f}MiB")
     for key in ("importtime_help", "importtime_pull"):
         imp = result.get(key)

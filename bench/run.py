@@ -5,13 +5,18 @@ Run it from the repository root with ``bench/run`` (see bench/README.md). It sta
 pushes test packages with skopeo, then measures whole processes, peers and crossfetch
 alternating, and prints a table plus ``bench/results/<time>.json``.
 
-Scenarios (issue 2's acceptance):
-  function  30 MiB-runtime Function: crossfetch pull vs skopeo copy (target < 0.7x), curl of
-            the base layer as the limit.
-  provider  Provider with a ~100 MB package.yaml: crossfetch pull -o FILE vs
-            curl | gzip -d > FILE (target <= 2x), crossfetch peak RSS (target < 150 MB).
-  blob      a 50 MB blob: curl, python-dxf, oras-py, skopeo, crossfetch's RegistryClient.
+Scenarios (issue 15's targets; issue 2's were looser):
+  function  P1: 30 MiB-runtime Function: crossfetch pull vs skopeo copy (target <= 0.5x), curl
+            of the base layer as the limit.
+  provider  P2: Provider with a 105 MB package.yaml: crossfetch pull -o FILE vs
+            curl | gzip -d > FILE (target <= 0.6x), crossfetch peak RSS (target < 64 MB).
+  blob      B1: a 50 MB blob: curl (crossfetch <= 1.5x), python-dxf, oras-py, skopeo.
+  doctor    D1: crossfetch doctor against the healthy registry (target < 150 ms wall).
   startup   crossfetch --version / --help against bare Python, and -X importtime.
+  scaling   crossfetch pull -o against package.yaml size (--scaling-mb), time and peak RSS,
+            plotted into docs/bench-scaling.png with matplotlib from the peer venv.
+
+Whole processes are timed by hyperfine (bench/measure.py); peak RSS by GNU time.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from tests.support.registry import Registry
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 CLIENTS = Path(__file__).resolve().parent / "clients"
-SCENARIOS = ("function", "provider", "blob", "startup")
+SCENARIOS = ("function", "provider", "blob", "doctor", "startup", "scaling")
+SCALING_MB = "1,10,50,100,190"  # MiB; 200 MiB is the package cap
 BLOB_RUNTIME_MIB = 48  # a 48 MiB incompressible runtime layer is a 50.3 MB blob
 
 
@@ -82,29 +88,16 @@ def _imageconfig(prefix: str, mode: str, ca: str | None) -> str:
     return doc
 
 
-class Fresh:
-    """A path that is removed before every run (untimed), so no tool ever gets a cache hit."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self) -> None:
-        if self.path.is_dir():
-            shutil.rmtree(self.path)
-        else:
-            self.path.unlink(missing_ok=True)
-
-
 def _crossfetch_pull(t: Target, ref: str, out: Path, cache: Path) -> Tool:
     argv = [str(VENV_BIN / "crossfetch"), "pull", ref, "--config", str(t.policy), "-o", str(out),
             "--pull-policy", "Always", "--cache-dir", str(cache)]
-    return Tool("crossfetch pull", argv, prepare=Fresh(cache))
+    return Tool("crossfetch pull", argv, reset=cache)
 
 
 def _skopeo_copy(t: Target, ref: str, dest: Path) -> Tool:
     argv = ["skopeo", "--insecure-policy", "copy", "--quiet", *t.skopeo_src(),
             f"docker://{ref}", f"oci:{dest}"]
-    return Tool("skopeo copy", argv, prepare=Fresh(dest))
+    return Tool("skopeo copy", argv, reset=dest)
 
 
 def scenario_function(t: Target, work: Path, built: pk.BuiltPackage,
@@ -122,7 +115,7 @@ def scenario_function(t: Target, work: Path, built: pk.BuiltPackage,
     return report.scenario(
         "function", t.name, series, reference="skopeo copy",
         notes="crossfetch reads only the base layer; skopeo copies the whole image",
-        targets=[report.ratio_target("crossfetch pull", "skopeo copy", "<", 0.7)],
+        targets=[report.ratio_target("crossfetch pull", "skopeo copy", "<=", 0.5)],
         sizes={"image_bytes": sum(len(b) for b in built.blobs.values()),
                "base_layer_bytes": len(built.blobs[built.base_layer_digest])},
     )
@@ -146,8 +139,8 @@ def scenario_provider(t: Target, work: Path, built: pk.BuiltPackage,
         "provider", t.name, series, reference="curl | gzip -d",
         notes="curl | gzip -d writes the layer's tar; crossfetch verifies digests, parses the "
         "meta object, counts objects, stores package.yaml in its cache and copies it to -o",
-        targets=[report.ratio_target("crossfetch pull", "curl | gzip -d", "<=", 2.0),
-                 report.rss_target("crossfetch pull", 150e6)],
+        targets=[report.ratio_target("crossfetch pull", "curl | gzip -d", "<=", 0.6),
+                 report.rss_target("crossfetch pull", 64e6)],
         sizes={"package_yaml_bytes": len(built.package_yaml),
                "base_layer_bytes": len(built.blobs[built.base_layer_digest])},
     )
@@ -180,8 +173,63 @@ def scenario_blob(t: Target, work: Path, built: pk.BuiltPackage, peer_py: Path,
         "blob", t.name, series, reference="curl",
         notes="one blob to a file, each tool as a whole process (start-up included); "
         "skopeo copies the whole single-blob image; oras-py does not verify the digest",
-        targets=[], sizes={"blob_bytes": size},
+        targets=[report.ratio_target("crossfetch RegistryClient", "curl", "<=", 1.5)],
+        sizes={"blob_bytes": size},
     )
+
+
+def scenario_doctor(t: Target, runs: int) -> dict[str, object]:
+    py = str(VENV_BIN / "python")
+    argv = [str(VENV_BIN / "crossfetch"), "doctor", t.ref("bench/function:v0.1.0"), "--config",
+            str(t.policy), "--no-node-config"]
+    tools = [Tool("crossfetch doctor", argv), Tool("python -c pass", [py, "-c", "pass"])]
+    series = measure(tools, runs)
+    return report.scenario(
+        "doctor", t.name, series, reference="python -c pass",
+        notes="every stage against a healthy registry; the interpreter's start-up is the floor",
+        targets=[report.time_target("crossfetch doctor", 0.150)])
+
+
+def scenario_scaling(t: Target, work: Path, sizes_mib: list[int], runs: int,
+                     peer_py: Path | None, plot: Path | None) -> dict[str, object]:
+    """pull -o time and peak RSS against package.yaml size, with curl | gzip -d beside it."""
+    points = []
+    for mib in sizes_mib:
+        b = pk.big_provider(work / "layouts" / f"scale-{mib}", mib)
+        repo = f"bench/scale{mib}"
+        skopeo_push(f"oci:{b.layout}:{b.tag}", t.ref(f"{repo}:v1"), tls_verify=False)
+        assert b.base_layer_digest
+        out, out_curl = work / f"scale-{mib}.yaml", work / f"scale-{mib}.tar"
+        curl = " ".join(t.curl())
+        url = t.blob_url(repo, b.base_layer_digest)
+        tools = [
+            _crossfetch_pull(t, t.ref(f"{repo}:v1"), out, work / "scale-cache"),
+            Tool("curl | gzip -d", ["bash", "-o", "pipefail", "-c",
+                                    f"{curl} '{url}' | gzip -d > '{out_curl}'"]),
+        ]
+        series = measure(tools, runs)
+        _check(out, b.package_yaml)
+        cf, ref = series
+        points.append({"package_yaml_bytes": len(b.package_yaml),
+                       "layer_bytes": len(b.blobs[b.base_layer_digest]),
+                       "crossfetch": cf.to_dict(), "curl_gzip": ref.to_dict(),
+                       "ratio": round(cf.median_s / ref.median_s, 3)})
+        print(f"bench: scaling {len(b.package_yaml) / 1e6:6.1f} MB: crossfetch "
+              f"{cf.median_s * 1000:.0f} ms ({cf.min_s * 1000:.0f}-{cf.max_s * 1000:.0f}), "
+              f"{cf.peak_rss_mib:.1f} MiB; curl | gzip -d {ref.median_s * 1000:.0f} ms; "
+              f"ratio {points[-1]['ratio']:.2f}", file=sys.stderr, flush=True)
+        shutil.rmtree(work / "layouts" / f"scale-{mib}", ignore_errors=True)
+        out.unlink(missing_ok=True)
+        out_curl.unlink(missing_ok=True)
+    result: dict[str, object] = {"scenario": "scaling", "transport": t.name, "points": points,
+                                 "tools": [], "targets": []}
+    if peer_py is not None and plot is not None:
+        data = work / "scaling.json"
+        data.write_text(json.dumps(result))
+        subprocess.run([str(peer_py), str(Path(__file__).with_name("plot.py")), str(data),
+                        str(plot)], check=True)
+        result["plot"] = str(plot)
+    return result
 
 
 def scenario_startup(work: Path, runs: int, pull_argv: list[str]) -> dict[str, object]:
@@ -254,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results",
                     help="where the JSON goes (default bench/results)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--scaling-mb", default=SCALING_MB,
+                    help=f"package.yaml sizes in MiB for the scaling run (default {SCALING_MB})")
+    ap.add_argument("--scaling-runs", type=int, default=3,
+                    help="timed runs per size in the scaling run (default 3)")
+    ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench-scaling.png",
+                    help="where the scaling plot goes (default docs/bench-scaling.png)")
     args = ap.parse_args(argv)
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(chosen) - set(SCENARIOS)
@@ -264,7 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         need(binary, apt)
     if not (VENV_BIN / "crossfetch").exists():
         sys.exit("bench: .venv/bin/crossfetch is missing; run scripts/bootstrap first")
-    peer_py = peer_python(args.peer_venv) if "blob" in chosen else None
+    need("hyperfine", "hyperfine")
+    peer_py = None
+    if "blob" in chosen or "scaling" in chosen:
+        peer_py = peer_python(args.peer_venv,
+                              ("matplotlib",) if "scaling" in chosen else ())
 
     started = time.time()
     work = Path(tempfile.mkdtemp(prefix="crossfetch-bench-"))
@@ -277,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         targets = _start(work, args.tls, registries)
         built = _build_and_push(work, targets[0], chosen)
         for t in targets:
-            for name in ("function", "provider", "blob"):
+            for name in ("function", "provider", "blob", "doctor"):
                 if name not in chosen:
                     continue
                 print(f"bench: {name} over {t.name} ...", file=sys.stderr, flush=True)
@@ -285,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
                     result = scenario_function(t, work, built[name], args.runs)
                 elif name == "provider":
                     result = scenario_provider(t, work, built[name], args.runs)
+                elif name == "doctor":
+                    result = scenario_doctor(t, args.runs)
                 else:
                     assert peer_py is not None
                     result = scenario_blob(t, work, built[name], peer_py, args.runs)
@@ -298,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
             print("bench: startup ...", file=sys.stderr, flush=True)
             scenarios.append(scenario_startup(work, args.runs, pull))
             report.print_scenario(scenarios[-1])
+        if "scaling" in chosen:
+            print("bench: scaling ...", file=sys.stderr, flush=True)
+            sizes = [int(x) for x in args.scaling_mb.split(",") if x.strip()]
+            scenarios.append(scenario_scaling(targets[0], work, sizes, args.scaling_runs,
+                                              peer_py, args.plot))
     finally:
         for r in registries:
             r.stop()
@@ -346,7 +411,7 @@ def _build_and_push(work: Path, t: Target, chosen: list[str]) -> dict[str, pk.Bu
         "provider": ("bench/provider:v1", lambda d: pk.big_provider(d, 100)),
         "blob": ("bench/blob:v1", lambda d: pk.function_with_runtime(d, BLOB_RUNTIME_MIB)),
     }
-    needs = set(chosen) | ({"function"} if "startup" in chosen else set())
+    needs = set(chosen) | ({"function"} if {"startup", "doctor"} & set(chosen) else set())
     for name, (repo_tag, build) in wanted.items():
         if name not in needs:
             continue
