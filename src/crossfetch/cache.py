@@ -13,7 +13,7 @@ when that digest is an index). The rules that make concurrent use safe:
 - **Atomic, immutable entries.** A package is written into a private ``tmp/pull-*`` directory
   and committed by renaming the whole directory, ``entry.json`` included, into place; a
   committed entry is never modified. Readers verify the hash while they read
-  (:func:`crossfetch.client.verify_and_scan`).
+  (:func:`verify_and_scan`).
 - **First commit wins.** A commit that finds an entry already in place verifies it and uses
   it; only a corrupt one is moved aside (a concurrent remover is tolerated) and replaced.
 - **Leases.** Whoever hands out an entry's path holds a shared ``flock`` on its ``entry.json``
@@ -42,10 +42,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, DigestMismatch, UsageError
 from .oci import check_digest
+
+if TYPE_CHECKING:
+    from .xpkg.meta import Package
 
 IMAGE_VARIANT = "image"
 PACKAGE_FILE = "package.yaml"
@@ -664,3 +667,19 @@ def _rmtree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:
+    """Read a cached ``package.yaml`` once: hash it and feed ``scanner`` (a
+    :class:`~crossfetch.xpkg.meta.PackageScanner`); a hash that differs from the entry's
+    recorded one is a :class:`~crossfetch.errors.DigestMismatch`."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            h.update(chunk)
+            scanner.feed(chunk)
+    if h.hexdigest() != sha256_hex.split(":")[-1]:
+        raise DigestMismatch(f"cached package {path} does not match its recorded sha256",
+                             fix="the cache entry was removed; pull again")
+    pkg: Package = scanner.finish()
+    return pkg

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .cache import Cache, CacheEntry, Lease, variant_name
+from .cache import Cache, CacheEntry, Lease, variant_name, verify_and_scan
 from .errors import CacheMiss, DigestMismatch, PolicyRefused, UsageError
-from .oci import BlobSource, Descriptor, Manifest, Platform, resolve_image
+from .oci import BaseLayer, BlobSource, Descriptor, Manifest, Platform, resolve_image
 from .policy.model import Decision, Endpoint
 from .policy.resolver import Policy
 from .reference import Reference
+from .sources import RegistrySource, RuntimeSource, Source
 
 if TYPE_CHECKING:
     from .registry import RegistryClient
@@ -72,7 +73,7 @@ class PullResult:
     """``package.yaml`` in the cache; it stays there until the :class:`Client` is closed (or
     :meth:`Client.release` is called with it)."""
     cached: bool
-    base_layer: dict[str, Any] | None = None
+    base_layer: BaseLayer | None = None
     endpoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -96,7 +97,7 @@ class PullResult:
             "size": pkg.get("size"),
             "cached": self.cached,
             "cachePath": str(self.path),
-            "baseLayer": self.base_layer,
+            "baseLayer": self.base_layer.to_dict() if self.base_layer else None,
             "endpoint": self.endpoint,
         }
         out.update(self.extra)
@@ -277,42 +278,60 @@ class Client:
         return result
 
     def _pull(self, decision: Decision) -> PullResult:
-        if self.via == "cri":
-            return self._pull_via_runtime(decision)
+        """Resolve → cache → fetch, one path for every source. The pull policy decides once,
+        here, whether the network (a registry, or the runtime's pull) may be touched, as
+        Crossplane's ``packagePullPolicy`` does."""
         resolved = decision.resolved
-        rc: RegistryClient | None = None
-        if resolved.digest:
-            top = resolved.digest
-        elif self.pull_policy is PullPolicy.NEVER:
-            recalled = self.cache.recall_tag(str(resolved))
-            if recalled is None:
+        never = self.pull_policy is PullPolicy.NEVER
+        top = resolved.digest or (self.cache.recall_tag(str(resolved)) if never else None)
+        if top and self.pull_policy is not PullPolicy.ALWAYS:
+            cached = self._cached(decision, top)
+            if cached is not None:
+                if self.via == "cri":
+                    cached.extra.update(via="cri", runtimePulled=False)
+                return cached
+        if never and self.via == "direct":
+            if top is None:
                 raise CacheMiss(f"{resolved} is not in the cache and the pull policy is Never",
                                 fix="pull it once with --pull-policy IfNotPresent, or pin a "
                                 "cached digest")
-            top = recalled
-        else:
-            rc = self.registry(decision)
-            top = rc.head().digest
-
-        if self.pull_policy is not PullPolicy.ALWAYS:
-            cached = self._cached(decision, top)
-            if cached is not None:
-                return cached
-        if self.pull_policy is PullPolicy.NEVER:
             raise CacheMiss(f"{resolved} ({top}) is not in the cache and the pull policy is Never",
                             fix="pull it with --pull-policy IfNotPresent first")
-        rc = rc or self.registry(decision)
-        source = _ProgressSource(rc, self._bar)
+        source = self.source(decision, network=not never)
         try:
-            return self._fetch(decision, source, top,
-                               lambda: rc.last_endpoint.url if rc.last_endpoint else None)
-        except DigestMismatch as e:
-            if e.detail.get("retried"):
-                raise
-            # A blob that did not match its digest: once more, from another endpoint when
-            # there is one (the RegistryClient puts the one that served it last).
-            return self._fetch(decision, source, top,
-                               lambda: rc.last_endpoint.url if rc.last_endpoint else None)
+            if not resolved.digest:
+                top = source.resolve(resolved)
+                if self.pull_policy is not PullPolicy.ALWAYS:
+                    cached = self._cached(decision, top)
+                    if cached is not None:
+                        cached.extra.update(source.extra)
+                        return cached
+            assert top is not None
+            try:
+                result = self._fetch(decision, source, top)
+            except DigestMismatch as e:
+                if e.detail.get("retried"):
+                    raise
+                # A blob that did not match its digest: once more, from another endpoint when
+                # there is one (the registry client puts the one that served it last).
+                result = self._fetch(decision, source, top)
+            result.extra.update(source.extra)
+            return result
+        finally:
+            source.close()
+
+    def source(self, decision: Decision, *, network: bool = True) -> Source:
+        """The :class:`~crossfetch.sources.Source` this client reads ``decision`` from: the
+        registry, or with ``via="cri"`` the node's runtime (which pulls only when ``network``)."""
+        if self.via == "direct":
+            return RegistrySource(self.registry(decision), self._bar)
+        from .cri import AuthConfig
+
+        resolved = decision.resolved
+        keychain = decision.auth.keychain
+        cred = keychain.resolve(resolved.registry) if keychain and network else None
+        return RuntimeSource(self.runtime(), str(resolved), pull=network,
+                             auth=AuthConfig.from_credential(cred, resolved.registry))
 
     def runtime(self, *, pull_timeout: float | None = None) -> Any:
         """A :class:`crossfetch.cri.RuntimeClient` for ``runtime_endpoint``; each call is
@@ -323,43 +342,6 @@ class Client:
         return RuntimeClient(self.runtime_endpoint or DEFAULT_ENDPOINT,
                              namespace=self.runtime_namespace or DEFAULT_NAMESPACE,
                              timeout=self.timeout or 60, **kw)
-
-    def _pull_via_runtime(self, decision: Decision) -> PullResult:
-        """The kubelet path: the node's runtime pulls (with our credentials as CRI
-        ``AuthConfig``), and the package is read from its content store."""
-        from .cri import AuthConfig, RuntimeBlobSource
-
-        resolved = decision.resolved
-        ref = str(resolved)
-        never = self.pull_policy is PullPolicy.NEVER
-        if never:  # Never: the cache first, then what the runtime already has; never a pull
-            known = resolved.digest or self.cache.recall_tag(ref)
-            cached = self._cached(decision, known) if known else None
-            if cached is not None:
-                cached.extra.update(via="cri", runtimePulled=False)
-                return cached
-        with self.runtime() as rt:
-            if never:
-                if rt.image_status(ref) is None:
-                    raise CacheMiss(f"{ref} is neither in the cache nor in the runtime, and the "
-                                    "pull policy is Never", url=rt.endpoint, mode="cri",
-                                    fix="pull it once with --pull-policy IfNotPresent (or "
-                                    f"crictl pull {ref})")
-                pulled = False
-            else:
-                keychain = decision.auth.keychain
-                cred = keychain.resolve(resolved.registry) if keychain else None
-                pulled = rt.ensure(ref, AuthConfig.from_credential(cred, resolved.registry)
-                                   ).pulled
-            source = RuntimeBlobSource(rt, ref)
-            top = resolved.digest or source.fetch_manifest(resolved.identifier)[2]
-            result = (self._cached(decision, top)
-                      if self.pull_policy is not PullPolicy.ALWAYS else None)
-            if result is None:
-                endpoint = rt.endpoint
-                result = self._fetch(decision, source, top, lambda: endpoint)
-        result.extra.update(via="cri", runtimePulled=pulled)
-        return result
 
     def _cached(self, decision: Decision, top: str) -> PullResult | None:
         """The verified cache entry for ``top`` (a corrupt one is dropped), or None."""
@@ -385,10 +367,9 @@ class Client:
         return PullResult(decision.reference, decision.resolved, top,
                           str(meta.get("manifestDigest", top)), str(meta.get("mediaType", "")),
                           meta.get("platform"), pkg, entry.package_path, cached=True,
-                          base_layer=meta.get("baseLayer"), endpoint=None)
+                          base_layer=BaseLayer.from_dict(meta.get("baseLayer")), endpoint=None)
 
-    def _fetch(self, decision: Decision, source: BlobSource, top: str,
-               endpoint: Callable[[], str | None]) -> PullResult:
+    def _fetch(self, decision: Decision, source: Source, top: str) -> PullResult:
         parsed, platform = resolve_image(source, *source.fetch_manifest(top), self.platform)
         pending = self.cache.begin()
         try:
@@ -396,7 +377,7 @@ class Client:
             meta = {"reference": str(decision.reference), "resolved": str(decision.resolved),
                     "manifestDigest": parsed.digest, "mediaType": parsed.media_type,
                     "platform": platform, "packageSha256": pkg.sha256.split(":")[-1],
-                    "baseLayer": base, "kind": pkg.kind, "name": pkg.name}
+                    "baseLayer": base.to_dict(), "kind": pkg.kind, "name": pkg.name}
             entry = self.cache.commit(pending, top, variant_name(platform), meta)
         except BaseException:
             self.cache.discard(pending)
@@ -410,10 +391,10 @@ class Client:
             self.cache.remember_tag(str(decision.resolved), top)
         return PullResult(decision.reference, decision.resolved, top, parsed.digest,
                           parsed.media_type, platform, pkg, entry.package_path, cached=False,
-                          base_layer=base, endpoint=endpoint())
+                          base_layer=base, endpoint=source.endpoint)
 
     def _read_package(self, source: BlobSource, manifest: Manifest, dest: Path
-                      ) -> tuple[Package, dict[str, Any] | None]:
+                      ) -> tuple[Package, BaseLayer]:
         from .xpkg import extract_package
 
         try:
@@ -422,43 +403,9 @@ class Client:
         finally:
             if self.progress:
                 self.progress.finish()
-        base = {"digest": read.layer.digest, "size": read.layer.size, "how": read.how}
-        if read.note:
-            base["note"] = read.note
-        return read.package, base
+        return read.package, BaseLayer(read.layer.digest, read.layer.size, read.how, read.note)
 
     def _bar(self, desc: Descriptor) -> Callable[[int], None] | None:
         if self.progress is None or desc.size < 1024 * 1024:
             return None
         return self.progress.start(f"blob {desc.digest[7:19]}", desc.size)
-
-
-class _ProgressSource:
-    """A :class:`~crossfetch.oci.BlobSource` over a registry that reports blob progress."""
-
-    def __init__(self, rc: RegistryClient,
-                 bar: Callable[[Descriptor], Callable[[int], None] | None]) -> None:
-        self.rc = rc
-        self.bar = bar
-
-    def fetch_manifest(self, identifier: str) -> tuple[bytes, str, str]:
-        return self.rc.fetch_manifest(identifier)
-
-    def open_blob(self, desc: Descriptor) -> Iterator[bytes]:
-        return self.rc.open_blob(desc, self.bar(desc))
-
-
-def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:
-    """Read a cached ``package.yaml`` once: hash it and scan it; raise on a hash mismatch."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1024 * 1024):
-            h.update(chunk)
-            scanner.feed(chunk)
-    if h.hexdigest() != sha256_hex.split(":")[-1]:
-        raise DigestMismatch(f"cached package {path} does not match its recorded sha256",
-                             fix="the cache entry was removed; pull again")
-    pkg: Package = scanner.finish()
-    return pkg

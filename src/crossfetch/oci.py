@@ -342,3 +342,31 @@ def resolve_image(source: BlobSource, raw: bytes, media_type: str, digest: str,
             raise PackageError(f"index entry {entry.digest} is itself an index",
                                fix="point the reference at an image or a one-level index")
     return parsed, chosen
+
+
+class BaseLayer(NamedTuple):
+    """The layer a package was read from and how it was chosen: ``annotation`` (layer
+    annotation ``io.crossplane.xpkg: base``), ``label`` (the config label) or ``flattened``
+    (no layer marked: every layer read). ``note`` says anything unusual about the choice."""
+
+    digest: str
+    size: int
+    how: str
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"digest": self.digest, "size": self.size, "how": self.how}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BaseLayer | None:
+        """From a cache entry's metadata; ``None`` when absent or not of this shape."""
+        if not isinstance(data, dict):
+            return None
+        digest, size, how = data.get("digest"), data.get("size"), data.get("how")
+        if not (isinstance(digest, str) and isinstance(size, int) and isinstance(how, str)):
+            return None
+        note = data.get("note")
+        return cls(digest, size, how, note if isinstance(note, str) else None)

@@ -229,7 +229,7 @@ def test_function_reads_only_the_base_layer(http_client: Client, http_registry: 
     assert fetched == [p.built.base_layer_digest], fetched
     assert p.built.runtime_layer_digest not in fetched
     # no config either: the base layer is annotated
-    assert res.base_layer and res.base_layer["how"] == "annotation"
+    assert res.base_layer and res.base_layer.how == "annotation"
 
 
 def test_tag_pull_is_pinned_to_the_digest_head_returned(http_client: Client,
@@ -261,7 +261,7 @@ def test_package_shapes(http_client: Client, http_registry: Registry,
     if kind:
         assert res.package.kind == kind
     if how:
-        assert res.base_layer and res.base_layer["how"] == how
+        assert res.base_layer and res.base_layer.how == how
     assert res.digest == p.built.manifest_digest
 
 

@@ -52,9 +52,9 @@ def cri_package_stage(client: Client, decision: Decision) -> Check:
             runtime_namespace=client.runtime_namespace, timeout=client.timeout) as c:
         res = c.pull(decision.reference)
         pkg = res.package
-        base = res.base_layer or {}
+        base = res.base_layer
+        layer = f"base layer ({base.how}) {base.digest[:19]}…" if base else "no base layer"
         return Check("package", Status.PASS, None,
                      f"{pkg.kind} {pkg.name} ({pkg.api_version}), package.yaml {pkg.size} bytes "
-                     f"from the runtime's content store, base layer ({base.get('how')}) "
-                     f"{str(base.get('digest', ''))[:19]}…",
+                     f"from the runtime's content store, {layer}",
                      data={"digest": res.digest, "kind": pkg.kind, "name": pkg.name})
