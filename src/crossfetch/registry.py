@@ -165,10 +165,7 @@ class RegistryClient:
     # --- plumbing ---
 
     def _path(self, ep: Endpoint, tail: str) -> str:
-        repo = ep.repository or self.decision.resolved.repository
-        base = urlsplit(ep.url).path.rstrip("/")
-        prefix = base if ep.override_path else f"{base}/v2"
-        return f"{prefix}/{repo}/{tail}"
+        return ep.repo_path(self.decision.resolved.repository, tail)
 
     def _send(self, ep: Endpoint, method: str, tail: str, *, headers: dict[str, str] | None = None,
               stream: bool = False, follow: bool = False, actions: str = "pull",
@@ -241,9 +238,7 @@ class RegistryClient:
     def ping(self, ep: Endpoint | None = None) -> PingResult:
         """``GET /v2/``: is it a registry, and which API version?"""
         ep = ep or self.decision.endpoints[-1]
-        base = urlsplit(ep.url).path.rstrip("/")
-        path = (base or "") + ("/" if ep.override_path else "/v2/")
-        resp = self.transport.send(ep, "GET", path)
+        resp = self.transport.send(ep, "GET", ep.api_path())
         return PingResult(ep.url, resp.status_code,
                           resp.headers.get("docker-distribution-api-version"),
                           resp.headers.get("www-authenticate"))

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ..errors import CrossfetchError, HTTPStatusError, Unauthorized
 from ..fixes import causes
@@ -29,17 +28,6 @@ if TYPE_CHECKING:
 
 PACKAGE_DEADLINE_FACTOR = 12
 """The package stage (which downloads a layer) may take this many ``--timeout`` in total."""
-
-
-def _v2_path(ep: Endpoint) -> str:
-    base = urlsplit(ep.url).path.rstrip("/")
-    return base + ("/" if ep.override_path else "/v2/")
-
-
-def _repo_path(ep: Endpoint, decision: Decision, tail: str) -> str:
-    base = urlsplit(ep.url).path.rstrip("/")
-    repo = ep.repository or decision.resolved.repository
-    return f"{base if ep.override_path else base + '/v2'}/{repo}/{tail}"
 
 
 def parse_challenge(header: str | None) -> dict[str, str]:
@@ -106,7 +94,7 @@ class ApiStages:
 
     def registry_stage(self) -> Check:
         try:
-            resp = self.transport.send(self.ep, "GET", _v2_path(self.ep), retries=0)
+            resp = self.transport.send(self.ep, "GET", self.ep.api_path(), retries=0)
         except CrossfetchError as e:
             return _error_check("registry", e)
         status = resp.status_code
@@ -147,7 +135,7 @@ class ApiStages:
                          data={"anonymous": True, "credentials": str(source) if source else None})
         ch = self.state.challenge or {}
         try:
-            resp = self.transport.send(self.ep, "GET", _v2_path(self.ep), auth=self._auth(),
+            resp = self.transport.send(self.ep, "GET", self.ep.api_path(), auth=self._auth(),
                                        retries=0)
         except Unauthorized as e:
             # The auth flow's own verdict (e.g. credentials-rejected) stays in data; the
@@ -195,7 +183,7 @@ class ApiStages:
         return check
 
     def _head(self, ident: str) -> Check:
-        path = _repo_path(self.ep, self.decision, f"manifests/{ident}")
+        path = self.ep.repo_path(self.decision.resolved.repository, f"manifests/{ident}")
         try:
             resp = self.transport.send(self.ep, "HEAD", path, headers={"Accept": ACCEPT},
                                        auth=self._auth(), retries=0)

@@ -45,8 +45,7 @@ class Target:
 
     @classmethod
     def of(cls, ep: Endpoint) -> Target:
-        scheme, rest = ep.url.split("://", 1)
-        netloc = rest.split("/", 1)[0]
+        scheme, netloc = ep.scheme, ep.host
         if netloc.startswith("["):
             host, _, tail = netloc[1:].partition("]")
             port_s = tail.removeprefix(":")

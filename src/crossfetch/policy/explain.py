@@ -239,10 +239,9 @@ def _hosts_entry(ep: Endpoint, decision: Decision, *, mirror: bool) -> Host:
 
 
 def _hosts_url(ep: Endpoint) -> str:
-    scheme, rest = ep.url.split("://", 1)
-    if ep.tls.allow_http_fallback:
-        scheme = "http"  # http:// plus TLS settings = HTTPS first, then the safe fallback
-    return f"{scheme}://{rest}"
+    # http:// plus TLS settings = HTTPS first, then the safe fallback
+    scheme = "http" if ep.tls.allow_http_fallback else ep.scheme
+    return f"{scheme}://{ep.host}{ep.path}"
 
 
 def _hosts_toml(decision: Decision, prefix: str) -> str:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import SplitResult, urlsplit
 
 if TYPE_CHECKING:
     from ..reference import Reference
@@ -111,11 +113,34 @@ class Endpoint:
     ``registries.conf`` mirror location with a path); ``None`` keeps the reference's."""
     source: Source = DEFAULT_SOURCE
 
+    @cached_property
+    def _parts(self) -> SplitResult:
+        return urlsplit(self.url)  # parsed once; every caller reads it from here
+
+    @property
+    def scheme(self) -> str:
+        return self._parts.scheme
+
     @property
     def host(self) -> str:
         """``host[:port]`` part of the URL."""
-        rest = self.url.split("://", 1)[-1]
-        return rest.split("/", 1)[0]
+        return self._parts.netloc
+
+    @property
+    def path(self) -> str:
+        """The URL's path (empty unless the endpoint has one, e.g. with ``override_path``)."""
+        return self._parts.path
+
+    def api_path(self, tail: str = "") -> str:
+        """The request path of ``tail`` under this endpoint's API root: ``<path>/v2/<tail>``,
+        or ``<path>/<tail>`` with ``override_path``."""
+        base = self.path.rstrip("/")
+        return f"{base if self.override_path else base + '/v2'}/{tail}"
+
+    def repo_path(self, repository: str, tail: str) -> str:
+        """``api_path`` of ``<repository>/<tail>``; this endpoint's own ``repository`` (a
+        mirror location with a path) wins over the reference's."""
+        return self.api_path(f"{self.repository or repository}/{tail}")
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities

@@ -298,10 +298,9 @@ def _override_tls(upstream: Endpoint, ic: TLSConfig, fields: frozenset[str]
         ca_pem=ic.ca_pem if "ca" in fields else node.ca_pem,
         client=ic.client if "client" in fields else node.client,
         source=ic.source)
-    path = upstream.url.split("://", 1)[1][len(upstream.host):]
     note = (f"{ic.source} overrides {', '.join(sorted(fields))} of the upstream's TLS "
             f"from {node.source}")
-    return replace(upstream, url=f"{tls.scheme}://{upstream.host}{path}", tls=tls), note
+    return replace(upstream, url=f"{tls.scheme}://{upstream.host}{upstream.path}", tls=tls), note
 
 
 def _check_pem_file(path: Path, source: Source | None) -> None:

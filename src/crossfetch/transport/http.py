@@ -140,11 +140,7 @@ class Transport:
     def effective_url(self, ep: Endpoint) -> str:
         """``scheme://host[:port]`` of the endpoint (no path), after a proven, allowed
         fallback to plain HTTP."""
-        scheme, rest = ep.url.split("://", 1)
-        netloc = rest.split("/", 1)[0]
-        if ep.url in self._fallback:
-            scheme = "http"
-        return f"{scheme}://{netloc}"
+        return f"{'http' if ep.url in self._fallback else ep.scheme}://{ep.host}"
 
     def _client(self, ep: Endpoint, scheme: str) -> Pool:
         key: tuple[object, ...] = (scheme, ep.tls if scheme == "https" else None, ep.headers)
