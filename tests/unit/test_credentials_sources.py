@@ -291,3 +291,11 @@ def test_credential_repr_never_shows_values() -> None:
                    registry_token="rt-789")
     for text in (repr(c), str(c), f"{c!r}"):
         assert "pw-123" not in text and "idt-456" not in text and "rt-789" not in text
+
+
+@pytest.mark.parametrize("name", ["pass\n", "../evil", "a b", "", "-x"])
+def test_a_helper_name_must_be_a_plain_name(name: str) -> None:
+    from crossfetch.errors import AuthError
+
+    with pytest.raises(AuthError, match="not a plain name"):
+        run_helper(name, REG, env={})

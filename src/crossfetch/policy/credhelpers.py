@@ -13,7 +13,7 @@ from .model import Credential, Source
 
 HELPER_TIMEOUT = 30.0
 MAX_HELPER_OUTPUT = 1024 * 1024
-_HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # fullmatch: no trailing newline
 
 
 def run_helper(name: str, registry: str, *, env: Mapping[str, str],
@@ -25,7 +25,7 @@ def run_helper(name: str, registry: str, *, env: Mapping[str, str],
     """
     exe_name = f"docker-credential-{name}"
     setting = f" (named by {why})" if why else ""
-    if not _HELPER_NAME.match(name):
+    if not _HELPER_NAME.fullmatch(name):
         raise AuthError(f"credential helper name {name!r}{setting} is not a plain name",
                         cause="credential-helper", fix="helper names are like 'pass', "
                         "'ecr-login', 'desktop'")
