@@ -63,3 +63,11 @@ def scan(data: bytes, cuts: list[int]) -> object:
     st.integers(0, 4000), max_size=8))
 def test_only_documented_errors_and_split_independence(data: bytes, cuts: list[int]) -> None:
     assert scan(data, cuts) == scan(data, [])
+
+
+def test_a_bom_is_dropped_however_the_stream_is_split() -> None:
+    """Hypothesis found it: a stream starting with a UTF-8 BOM split inside the BOM."""
+    for pre in (b"\xef\xbb\xbf", b"\xef\xbb", b"\xef"):
+        data = pre + SEEDS[0]
+        for cut in range(5):
+            assert scan(data, [cut]) == scan(data, []), (pre, cut)

@@ -407,6 +407,7 @@ class PackageScanner:
         self.lint = lint
         self.size = 0
         self._hash = hashlib.sha256()
+        self._head: bytes | None = b""  # the first bytes, until a BOM is ruled in or out
         # The unfinished document, after a virtual newline so line 1 is a line start.
         self._buf = bytearray(b"\n")
         self._scan_from = 0
@@ -426,13 +427,17 @@ class PackageScanner:
                 f"package.yaml is larger than the {self.max_bytes} byte cap",
                 cause="package-too-large",
                 fix="Crossplane refuses package streams over 200 MiB; split the package")
-        if self.size == 0 and bytes(chunk[:3]) == _BOM:
-            self._hash.update(chunk[:3])
-            self.size = 3
-            chunk = chunk[3:]
-            n -= 3
         self._hash.update(chunk)
         self.size += n
+        if self._head is not None:
+            # The stream's first bytes: a UTF-8 BOM is dropped however the stream is split.
+            head = self._head + bytes(chunk)
+            if len(head) < len(_BOM) and _BOM.startswith(head):
+                self._head = head
+                return
+            self._head = None
+            chunk = head[len(_BOM):] if head.startswith(_BOM) else head
+            n = len(chunk)
         if n > _FEED_SLICE:
             view = memoryview(chunk)
             for i in range(0, n, _FEED_SLICE):
@@ -495,6 +500,9 @@ class PackageScanner:
 
     def finish(self) -> Package:
         """End of stream: parse the meta object, lint, and return the :class:`Package`."""
+        if self._head:  # a stream of one or two bytes that began like a BOM
+            self._split(self._head)
+        self._head = None
         self._split(b"\n")  # a separator on the last line needs its newline
         last = bytes(self._buf[1:-1])
         self._buf = bytearray(b"\n")
