@@ -24,8 +24,8 @@ from .sources import RegistrySource, RuntimeSource, Source
 
 if TYPE_CHECKING:
     from .registry import RegistryClient
-    from .transport.http import Transport
-    from .transport.wire import Auth
+    from .transport.connection import Auth
+    from .transport.session import Transport
     from .xpkg.meta import Package
 
 
@@ -156,7 +156,7 @@ class Client:
         self.default_registry = default_registry
         if transport is None:
             from .transport.deadline import Floor
-            from .transport.http import DEADLINE, Timeouts, Transport
+            from .transport.session import DEADLINE, Timeouts, Transport
 
             t = Timeouts() if timeout is None else Timeouts(connect=timeout, read=timeout)
             floor = Floor()

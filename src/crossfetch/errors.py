@@ -24,7 +24,7 @@ class Cause(enum.StrEnum):
     CLIENT_CERTIFICATE_REQUIRED = "client-certificate-required"  # fixes/__init__.py
     CONNECTION_FAILED = "connection-failed"  # doctor/net.py
     CONNECTION_REFUSED = "connection-refused"  # doctor/net.py
-    CONNECTION_RESET = "connection-reset"  # transport/http.py
+    CONNECTION_RESET = "connection-reset"  # transport/session.py
     CREDENTIAL_HELPER = "credential-helper"  # policy/credhelpers.py
     CREDENTIAL_HELPER_FAILED = "credential-helper-failed"  # policy/credhelpers.py
     CREDENTIAL_HELPER_MISSING = "credential-helper-missing"  # policy/credhelpers.py
@@ -38,7 +38,7 @@ class Cause(enum.StrEnum):
     EMPTY_PACKAGE = "empty-package"  # xpkg/meta.py
     ERROR = "error"  # errors.py
     EXPIRED_CERTIFICATE = "expired-certificate"  # doctor/net.py
-    FALLBACK = "fallback"  # transport/http.py
+    FALLBACK = "fallback"  # transport/session.py
     FETCH_FAILED = "fetch-failed"  # errors.py
     FINGERPRINT_MISMATCH = "fingerprint-mismatch"  # trust.py
     FINGERPRINT_REQUIRED = "fingerprint-required"  # trust.py
@@ -114,7 +114,7 @@ class Cause(enum.StrEnum):
     TOKEN_DENIED = "token-denied"  # noqa: S105 - a cause, not a password (transport/auth.py)
     TOKEN_FAILED = "token-failed"  # noqa: S105 - a cause, not a password (transport/auth.py)
     TOO_LARGE = "too-large"  # xpkg/build.py
-    TOO_MANY_REDIRECTS = "too-many-redirects"  # transport/http.py
+    TOO_MANY_REDIRECTS = "too-many-redirects"  # transport/session.py
     TRUNCATED = "truncated"  # registry.py
     UNAUTHORIZED = "unauthorized"  # crossplane/emulate.py
     UNAVAILABLE = "unavailable"  # registry.py

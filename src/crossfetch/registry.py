@@ -29,12 +29,12 @@ from .errors import (
 )
 from .oci import ACCEPT, MAX_MANIFEST_BYTES, Descriptor, check_digest, digest_of
 from .policy.model import PULL, RESOLVE, Decision, Endpoint
+from .transport.connection import WireError
 from .transport.retry import Retry, retry_after_seconds
-from .transport.wire import WireError
 
 if TYPE_CHECKING:
-    from .transport.http import Transport
-    from .transport.wire import Auth, Response
+    from .transport.connection import Auth, Response
+    from .transport.session import Transport
 
 T = TypeVar("T")
 AuthFactory = Callable[[Endpoint, str], "Auth | None"]

@@ -36,13 +36,13 @@ from .errors import FetchError, PolicyRefused, UsageError
 from .oci import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_INDEX, check_digest
 from .policy.model import PUSH, Decision, Endpoint
 from .reference import Reference
-from .transport.wire import Body
+from .transport.connection import Body
 from .xpkg.build import DOCKER_LAYER, go_json
 from .xpkg.layers import ANNOTATION, LABEL_PREFIX
 
 if TYPE_CHECKING:
     from .client import Client, Progress
-    from .transport.wire import Auth, Response
+    from .transport.connection import Auth, Response
 
 CHUNK = 1024 * 1024
 MAX_CONFIG = 4 * 1024 * 1024

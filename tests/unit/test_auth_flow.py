@@ -31,9 +31,9 @@ from crossfetch.transport.auth import (
     merge_scopes,
 )
 from crossfetch.transport.challenge import MalformedChallenge
+from crossfetch.transport.connection import Auth, Headers, Request, Response
 from crossfetch.transport.deferred import DeferredAuth
 from crossfetch.transport.tokens import TokenCache
-from crossfetch.transport.wire import Auth, Headers, Request, Response
 
 REG = "registry.example:5000"
 REALM = "https://auth.example/token"
@@ -59,7 +59,7 @@ class Keys:
 
 @dataclass
 class FakeTransport:
-    """Stands in for crossfetch.transport.http.Transport: answers token requests."""
+    """Stands in for crossfetch.transport.session.Transport: answers token requests."""
 
     answer: Callable[[Request], Response] | None = None
     requests: list[tuple[Endpoint, Request]] = field(default_factory=list)

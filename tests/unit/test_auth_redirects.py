@@ -11,8 +11,8 @@ from crossfetch.errors import PolicyRefused, TransportError
 from crossfetch.policy.model import AuthPolicy, Credential, Decision, Endpoint, Source
 from crossfetch.reference import Reference
 from crossfetch.transport.auth import RegistryAuth
-from crossfetch.transport.http import Transport
-from crossfetch.transport.wire import BasicAuth, Headers, Request, Response
+from crossfetch.transport.connection import BasicAuth, Headers, Request, Response
+from crossfetch.transport.session import Transport
 
 REG = "registry.example"
 PASSWORD = "s3cret-redirect-pw"

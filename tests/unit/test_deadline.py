@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from crossfetch.transport import deadline as dl
+from crossfetch.transport.connection import Pool, Request, WireError
 from crossfetch.transport.deadline import Deadline, Floor, Pace, Stalled, budget
-from crossfetch.transport.wire import Pool, Request, WireError
 
 
 class Clock:

@@ -35,8 +35,8 @@ PULL_MODULES = frozenset({
     "crossfetch.policy.objects", "crossfetch.policy.resolver", "crossfetch.reference",
     "crossfetch.registry", "crossfetch.sources", "crossfetch.transport",
     "crossfetch.transport.deadline",
-    "crossfetch.transport.deferred", "crossfetch.transport.http", "crossfetch.transport.retry",
-    "crossfetch.transport.tls", "crossfetch.transport.tokens", "crossfetch.transport.wire",
+    "crossfetch.transport.deferred", "crossfetch.transport.session", "crossfetch.transport.retry",
+    "crossfetch.transport.tls", "crossfetch.transport.tokens", "crossfetch.transport.connection",
     "crossfetch.xpkg", "crossfetch.xpkg.extract", "crossfetch.xpkg.layers", "crossfetch.xpkg.lint",
     "crossfetch.xpkg.meta", "crossfetch.xpkg.stream", "crossfetch.xpkg.tar",
 })

@@ -86,7 +86,7 @@ def test_push_cli_usage_errors(tmp_path: Path) -> None:
 def test_an_upload_location_on_another_origin_is_refused() -> None:
     """Credentials and blobs go only to the registry itself, wherever its Location points."""
     from crossfetch.errors import PolicyRefused
-    from crossfetch.transport.wire import Headers, Request, Response
+    from crossfetch.transport.connection import Headers, Request, Response
     from crossfetch.upload import Pusher
 
     with Client(Policy()) as c:

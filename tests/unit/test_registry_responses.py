@@ -15,7 +15,7 @@ from crossfetch.errors import FetchError
 from crossfetch.policy.model import Decision, Endpoint, TLSConfig, TLSMode
 from crossfetch.reference import Reference
 from crossfetch.registry import RegistryClient
-from crossfetch.transport.http import Transport
+from crossfetch.transport.session import Transport
 
 MANIFEST = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
 DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()

@@ -16,7 +16,7 @@ from crossfetch.errors import PolicyRefused
 from crossfetch.policy.model import Decision, Endpoint, TLSConfig, TLSMode
 from crossfetch.reference import Reference
 from crossfetch.registry import RegistryClient
-from crossfetch.transport.http import Transport
+from crossfetch.transport.session import Transport
 
 TAGS = [f"v{i}" for i in range(25)]
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from crossfetch.policy.deferred import DeferredKeychain
 from crossfetch.policy.model import Endpoint
-from crossfetch.transport.http import Transport
+from crossfetch.transport.session import Transport
 
 
 def test_one_pool_per_endpoint_across_threads() -> None:

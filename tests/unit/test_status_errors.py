@@ -6,7 +6,7 @@ import json
 
 from crossfetch.errors import HTTPStatusError, NotFound, PlainHTTPError, Unauthorized
 from crossfetch.registry import HEAD_FALLBACK, head_fallback_error, status_error
-from crossfetch.transport.wire import Headers, Request, Response
+from crossfetch.transport.connection import Headers, Request, Response
 
 URL = "https://reg.example:5000/v2/fns/f/manifests/v1"
 

@@ -17,9 +17,9 @@ import trustme
 from crossfetch.errors import PlainHTTPError, PolicyRefused, TLSError, TLSExpectedError
 from crossfetch.fixes import for_error
 from crossfetch.policy.model import Endpoint, TLSConfig, TLSMode
-from crossfetch.transport.http import Transport, unsafe_target
+from crossfetch.transport.connection import BasicAuth
 from crossfetch.transport.retry import Retry, retry_after_seconds
-from crossfetch.transport.wire import BasicAuth
+from crossfetch.transport.session import Transport, unsafe_target
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):

@@ -1,6 +1,6 @@
 """The HTTP stages: ``registry`` (``/v2/``), ``auth``, ``manifest`` (HEAD, GET) and ``package``.
 
-They speak through the same :class:`~crossfetch.transport.http.Transport` and
+They speak through the same :class:`~crossfetch.transport.session.Transport` and
 :class:`~crossfetch.registry.RegistryClient` a pull uses (retries off, short timeouts), so the
 errors here are the errors a pull would hit.
 """
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..client import Client
     from ..crossplane.profile import Profile
     from ..policy.model import Decision, Endpoint
-    from ..transport.wire import Auth
+    from ..transport.connection import Auth
 
 PACKAGE_DEADLINE_FACTOR = 12
 """The package stage (which downloads a layer) may take this many ``--timeout`` in total."""

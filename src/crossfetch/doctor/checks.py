@@ -61,7 +61,7 @@ class Doctor:
         from ..crossplane.emulate import emulation_policy
         from ..crossplane.profile import get
         from ..policy.resolver import Policy
-        from ..transport.http import Timeouts, Transport
+        from ..transport.session import Timeouts, Transport
 
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         self.platform = platform

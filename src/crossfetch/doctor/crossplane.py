@@ -156,7 +156,7 @@ def _speaks_http(run: _Run) -> bool:
 def _probe(doctor: Doctor, run: _Run, decision: Decision, ep: Endpoint, data: dict[str, Any],
            how: str, trust: str) -> Verdict:
     from ..client import Client
-    from ..transport.http import Timeouts, Transport
+    from ..transport.session import Timeouts, Transport
     from .api import ApiStages
 
     prof = doctor.profile

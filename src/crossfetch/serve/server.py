@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..cli.common import build_policy
 from ..client import Client
-from ..transport.http import Timeouts
+from ..transport.session import Timeouts
 from .app import Bridge
 from .certs import ensure_state, server_context
 from .config import ServeConfig

@@ -27,7 +27,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..reference import Reference
-from ..transport.http import Transport
+from ..transport.session import Transport
 from .store import CachedManifest
 
 if TYPE_CHECKING:

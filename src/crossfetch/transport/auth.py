@@ -30,13 +30,13 @@ from ..errors import AuthError, PolicyRefused, Unauthorized
 from ..policy.credentials import credential_secrets, redact
 from ..policy.model import Credential, Endpoint, TLSConfig, TLSMode
 from .challenge import Challenge, MalformedChallenge, parse_challenges, pick
-from .http import unsafe_target
+from .connection import URL, Auth, InvalidURL, Request, Response
+from .session import unsafe_target
 from .tokens import host_key
-from .wire import URL, Auth, InvalidURL, Request, Response
 
 if TYPE_CHECKING:
     from ..policy.model import Decision
-    from .http import Transport
+    from .session import Transport
 
 MAX_TOKEN_RESPONSE = 4 * 1024 * 1024
 DEFAULT_EXPIRES_IN = 60

@@ -9,7 +9,7 @@ succeeds. So every read here first asks a :class:`Pace` how long it may wait:
 - :func:`budget` sets an ambient deadline for everything one piece of work sends in this
   context (``doctor``'s package stage uses it), on top of each request's own.
 
-When a bound is spent the read raises :class:`~crossfetch.transport.wire.WireError` with phase
+When a bound is spent the read raises :class:`~crossfetch.transport.connection.WireError` with phase
 ``stalled`` and a message that says what was measured.
 """
 

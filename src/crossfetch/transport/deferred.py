@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
+from .connection import URL, Auth, Request, Response
 from .tokens import host_key
-from .wire import URL, Auth, Request, Response
 
 if TYPE_CHECKING:
     from ..policy.model import Decision, Endpoint
     from .auth import RegistryAuth
-    from .http import Transport
+    from .session import Transport
 
 class DeferredAuth(Auth):
     """A :class:`RegistryAuth` built on the first challenge (same arguments)."""

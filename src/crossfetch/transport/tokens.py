@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .challenge import Challenge
-    from .wire import URL
+    from .connection import URL
 
 
 def host_key(url: URL) -> str:

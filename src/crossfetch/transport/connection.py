@@ -1,4 +1,5 @@
-"""HTTP/1.1 on the standard library: requests, streamed responses, kept-alive connections.
+"""Connections: HTTP/1.1 messages on the standard library, streamed responses, kept-alive
+connection pools, forward proxies.
 
 Why not httpx: importing httpx and building its client (httpcore, h11, anyio, cookie jars)
 costs ~50-60 ms before the first byte, more than the whole transfer of a package's base layer,

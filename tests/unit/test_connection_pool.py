@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crossfetch.transport.wire import Pool, Request, WireError
+from crossfetch.transport.connection import Pool, Request, WireError
 
 
 @pytest.fixture

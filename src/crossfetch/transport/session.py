@@ -1,4 +1,5 @@
-"""Bytes on the wire: one HTTP client per endpoint, retries, safe redirects, scheme fallback.
+"""The session: the :class:`Transport` that owns one connection pool per endpoint and sends
+every request of a crossfetch run: retries, safe redirects, scheme fallback, error translation.
 
 The rules this module enforces (each has a test that fails without it):
 - HTTPS is never downgraded to HTTP unless the endpoint's policy allows plain HTTP *and* the
@@ -34,11 +35,11 @@ from ..errors import (
     TransportError,
 )
 from ..policy.model import Endpoint, TLSMode
+from .connection import Auth, Body, Pool, Request, Response, WireError, send_with_auth
 from .deadline import Floor
 from .retry import Retry, retry_after_seconds
 from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context
 from .tokens import TokenCache
-from .wire import Auth, Body, Pool, Request, Response, WireError, send_with_auth
 
 MAX_REDIRECTS = 5
 USER_AGENT = f"crossfetch/{__version__}"
