@@ -36,6 +36,7 @@ PULL_MODULES = frozenset({
     "crossfetch.registry", "crossfetch.sources", "crossfetch.transport",
     "crossfetch.transport.deadline",
     "crossfetch.transport.deferred", "crossfetch.transport.session", "crossfetch.transport.retry",
+    "crossfetch.transport.route",
     "crossfetch.transport.tls", "crossfetch.transport.tokens", "crossfetch.transport.connection",
     "crossfetch.xpkg", "crossfetch.xpkg.extract", "crossfetch.xpkg.layers", "crossfetch.xpkg.lint",
     "crossfetch.xpkg.meta", "crossfetch.xpkg.stream", "crossfetch.xpkg.tar",

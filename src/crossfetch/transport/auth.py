@@ -31,6 +31,7 @@ from ..policy.credentials import credential_secrets, redact
 from ..policy.model import Credential, Endpoint, TLSConfig, TLSMode
 from .challenge import Challenge, MalformedChallenge, parse_challenges, pick
 from .connection import URL, Auth, InvalidURL, Request, Response
+from .route import Route, RouteLike
 from .session import unsafe_target
 from .tokens import host_key
 
@@ -257,7 +258,7 @@ class RegistryAuth(Auth):
             self._check_clear_text(url, cred, "credentials to the token server")
         return url
 
-    def _realm_endpoint(self, url: URL) -> Endpoint:
+    def _realm_endpoint(self, url: URL) -> RouteLike:
         """Where the token request goes: the registry's own TLS settings on its host;
         elsewhere verified TLS with the same extra CAs, but no client certificate or headers."""
         base = f"{url.scheme}://{url.netloc}"
@@ -266,7 +267,7 @@ class RegistryAuth(Auth):
         own = self.endpoint.tls
         tls = TLSConfig(mode=TLSMode.DISABLED if url.scheme == "http" else TLSMode.STRICT,
                         ca_files=own.ca_files, ca_pem=own.ca_pem, source=own.source)
-        return Endpoint(url=base, role="token-realm", tls=tls, source=self.endpoint.source)
+        return Route(url=base, tls=tls)
 
     def _fetch(self, url: URL, service: str, scopes: tuple[str, ...],
                cred: Credential | None) -> tuple[str, float]:

@@ -34,10 +34,11 @@ from ..errors import (
     TLSExpectedError,
     TransportError,
 )
-from ..policy.model import Endpoint, TLSMode
+from ..policy.model import TLSMode
 from .connection import Auth, Body, Pool, Request, Response, WireError, send_with_auth
 from .deadline import Floor
 from .retry import Retry, retry_after_seconds
+from .route import Route, RouteLike
 from .tls import is_cert_error, is_tls_error, speaks_plain_http, speaks_tls, ssl_context
 from .tokens import TokenCache
 
@@ -132,23 +133,23 @@ class Transport:
         self._clients: dict[tuple[object, ...], Pool] = {}
         self._clients_lock = threading.Lock()  # resolve shares one Transport across threads
         self._fallback: set[str] = set()
-        """Endpoint URLs proven to speak plain HTTP and allowed to."""
+        """Route URLs proven to speak plain HTTP and allowed to."""
         self.tokens = TokenCache()
         """Bearer tokens and challenges, shared by every auth flow of this transport."""
 
     # --- clients ---
 
-    def effective_url(self, ep: Endpoint) -> str:
+    def effective_url(self, ep: RouteLike) -> str:
         """``scheme://host[:port]`` of the endpoint (no path), after a proven, allowed
         fallback to plain HTTP."""
         return f"{'http' if ep.url in self._fallback else ep.scheme}://{ep.host}"
 
-    def _client(self, ep: Endpoint, scheme: str) -> Pool:
+    def _client(self, ep: RouteLike, scheme: str) -> Pool:
         key: tuple[object, ...] = (scheme, ep.tls if scheme == "https" else None, ep.headers)
         with self._clients_lock:
             return self._clients.get(key) or self._new_client(key, ep, scheme)
 
-    def _new_client(self, key: tuple[object, ...], ep: Endpoint, scheme: str) -> Pool:
+    def _new_client(self, key: tuple[object, ...], ep: RouteLike, scheme: str) -> Pool:
         # A plain-HTTP pool gets no TLS context at all (and loads no CA bundle): an https
         # redirect target is sent through an https pool of its own.
         client = Pool(ssl_context=ssl_context(ep.tls) if scheme == "https" else None,
@@ -181,7 +182,7 @@ class Transport:
         """Wait between tries (replaceable in tests)."""
         self._sleep(seconds)
 
-    def request(self, ep: Endpoint, method: str, url: str, *,
+    def request(self, ep: RouteLike, method: str, url: str, *,
                 headers: dict[str, str] | None = None, auth: Auth | None = None,
                 stream: bool = False, follow_redirects: bool = False,
                 retries: int | None = None, content: bytes | Body | None = None,
@@ -232,7 +233,7 @@ class Transport:
             raise PolicyRefused(f"refusing redirect from {src} to {target}: {why}", url=src,
                                 cause="unsafe-redirect")
 
-    def _send_retrying(self, ep: Endpoint, method: str, url: str,
+    def _send_retrying(self, ep: RouteLike, method: str, url: str,
                        headers: dict[str, str] | None, auth: Auth | None, stream: bool,
                        retries: int | None, foreign: bool = False,
                        content: bytes | Body | None = None, blob: bool = False) -> Response:
@@ -260,7 +261,7 @@ class Transport:
             return resp
         raise AssertionError("unreachable")
 
-    def _send_once(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
+    def _send_once(self, ep: RouteLike, method: str, url: str, headers: dict[str, str] | None,
                    auth: Auth | None, stream: bool, foreign: bool,
                    content: bytes | Body | None = None, blob: bool = False) -> Response:
         scheme = urlsplit(url).scheme
@@ -287,7 +288,7 @@ class Transport:
                 resp.close()
         return resp
 
-    def _foreign_client(self, ep: Endpoint, scheme: str) -> Pool:
+    def _foreign_client(self, ep: RouteLike, scheme: str) -> Pool:
         """For another host (blob storage): verified TLS with system trust plus the endpoint's
         extra CAs, but never the endpoint's client certificate, headers or ``Insecure`` (that
         was allowed for the registry, not for wherever it redirects)."""
@@ -295,18 +296,18 @@ class Transport:
 
         tls = TLSConfig(mode=TLSMode.STRICT, ca_files=ep.tls.ca_files, ca_pem=ep.tls.ca_pem,
                         source=ep.tls.source)
-        return self._client(Endpoint(url=ep.url, role="redirect", tls=tls), scheme)
+        return self._client(Route(url=ep.url, tls=tls), scheme)
 
     # --- error translation ---
 
-    def explain(self, ep: Endpoint, url: str, e: WireError) -> TransportError:
+    def explain(self, ep: RouteLike, url: str, e: WireError) -> TransportError:
         """The crossfetch error for a failure below HTTP on ``url`` (``detail.phase`` says
         whether anything was sent: ``connect`` means no)."""
         err = self._translate(ep, url, e)
         err.detail.setdefault("phase", e.phase)
         return err
 
-    def _translate(self, ep: Endpoint, url: str, e: WireError) -> TransportError:
+    def _translate(self, ep: RouteLike, url: str, e: WireError) -> TransportError:
         parts = urlsplit(url)
         if e.phase in ("stalled", "truncated", "body") or (
                 e.phase != "connect" and _connect_cause(e) == "timeout"):
@@ -387,7 +388,7 @@ class Transport:
                               fix="the registry or a proxy in front of it is stuck: check its "
                               f"health and logs; {slow}")
 
-    def _tls_expected(self, ep: Endpoint, url: str) -> TLSExpectedError:
+    def _tls_expected(self, ep: RouteLike, url: str) -> TLSExpectedError:
         netloc = urlsplit(url).netloc
         return TLSExpectedError(
             f"{netloc} speaks TLS, but policy says plain HTTP (Disabled)", url=url,
@@ -395,7 +396,7 @@ class Transport:
 
     # --- fallback ---
 
-    def send(self, ep: Endpoint, method: str, path: str, **kw: object) -> Response:
+    def send(self, ep: RouteLike, method: str, path: str, **kw: object) -> Response:
         """:meth:`request` with an absolute path on the endpoint's host, applying the safe
         fallback to plain HTTP where the endpoint allows it."""
         for _ in range(2):
