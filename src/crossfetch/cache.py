@@ -669,17 +669,25 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:
-    """Read a cached ``package.yaml`` once: hash it and feed ``scanner`` (a
-    :class:`~crossfetch.xpkg.meta.PackageScanner`); a hash that differs from the entry's
-    recorded one is a :class:`~crossfetch.errors.DigestMismatch`."""
+def verify_file(path: Path, sha256_hex: str, feed: Callable[[bytes], None] | None = None
+                ) -> None:
+    """Read a cached ``package.yaml`` once, hashing it (and handing each chunk to ``feed``);
+    a hash that differs from the entry's recorded one is a
+    :class:`~crossfetch.errors.DigestMismatch`."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1024 * 1024):
             h.update(chunk)
-            scanner.feed(chunk)
+            if feed is not None:
+                feed(chunk)
     if h.hexdigest() != sha256_hex.split(":")[-1]:
         raise DigestMismatch(f"cached package {path} does not match its recorded sha256",
                              fix="the cache entry was removed; pull again")
+
+
+def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:
+    """:func:`verify_file`, feeding ``scanner`` (a
+    :class:`~crossfetch.xpkg.meta.PackageScanner`), and the package it read."""
+    verify_file(path, sha256_hex, scanner.feed)
     pkg: Package = scanner.finish()
     return pkg

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .cache import Cache, CacheEntry, Lease, variant_name, verify_and_scan
-from .errors import CacheMiss, DigestMismatch, PolicyRefused, UsageError
+from .cache import Cache, CacheEntry, Lease, variant_name, verify_and_scan, verify_file
+from .errors import CacheMiss, CrossfetchError, DigestMismatch, PolicyRefused, UsageError
 from .oci import BaseLayer, BlobSource, Descriptor, Manifest, Platform, resolve_image
 from .policy.model import Decision, Endpoint
 from .policy.resolver import Policy
@@ -360,9 +360,7 @@ class Client:
         return result
 
     def _from_cache(self, decision: Decision, top: str, entry: CacheEntry) -> PullResult:
-        from .xpkg.meta import PackageScanner
-
-        pkg = verify_and_scan(entry.package_path, entry.sha256, PackageScanner())
+        pkg = entry_package(entry)
         meta = entry.meta
         return PullResult(decision.reference, decision.resolved, top,
                           str(meta.get("manifestDigest", top)), str(meta.get("mediaType", "")),
@@ -377,16 +375,15 @@ class Client:
             meta = {"reference": str(decision.reference), "resolved": str(decision.resolved),
                     "manifestDigest": parsed.digest, "mediaType": parsed.media_type,
                     "platform": platform, "packageSha256": pkg.sha256.split(":")[-1],
-                    "baseLayer": base.to_dict(), "kind": pkg.kind, "name": pkg.name}
+                    "baseLayer": base.to_dict(), "kind": pkg.kind, "name": pkg.name,
+                    "packageSummary": package_summary(pkg)}
             entry = self.cache.commit(pending, top, variant_name(platform), meta)
         except BaseException:
             self.cache.discard(pending)
             raise
         self._hold(entry)
         if entry.sha256.split(":")[-1] != meta["packageSha256"]:  # another writer's entry won
-            from .xpkg.meta import PackageScanner
-
-            pkg = verify_and_scan(entry.package_path, entry.sha256, PackageScanner())
+            pkg = entry_package(entry)
         if not decision.resolved.digest:
             self.cache.remember_tag(str(decision.resolved), top)
         return PullResult(decision.reference, decision.resolved, top, parsed.digest,
@@ -409,3 +406,47 @@ class Client:
         if self.progress is None or desc.size < 1024 * 1024:
             return None
         return self.progress.start(f"blob {desc.digest[7:19]}", desc.size)
+
+
+SUMMARY_VERSION = 1
+"""Version of the package rules a cache entry's ``packageSummary`` was validated under. Bump it
+when :class:`~crossfetch.xpkg.meta.PackageScanner`'s rules change: older entries are then
+scanned again on their next hit."""
+
+
+def package_summary(pkg: Package) -> dict[str, Any] | None:
+    """What a cache hit needs to rebuild ``pkg`` without parsing the stream again (the meta
+    object, object counts, size), or ``None`` when the meta object does not survive JSON
+    unchanged (then hits scan the stream)."""
+    import json
+
+    from .xpkg.meta import package_from_meta
+
+    try:
+        meta = json.loads(json.dumps(pkg.meta))
+        same = package_from_meta(meta, dict(pkg.objects), pkg.size, pkg.sha256) == pkg
+    except (TypeError, ValueError, CrossfetchError):
+        return None
+    if not same:
+        return None
+    return {"version": SUMMARY_VERSION, "meta": meta, "objects": dict(pkg.objects),
+            "size": pkg.size}
+
+
+def entry_package(entry: CacheEntry) -> Package:
+    """The package a cache entry holds, its bytes verified against the recorded sha256. An
+    entry validated under the current rules (``packageSummary``) is only hashed: the whole
+    stream was parsed and linted when it was stored, and the hash proves it is the same
+    stream. Any other entry is parsed again."""
+    from .xpkg.meta import PackageScanner, package_from_meta
+
+    summary = entry.meta.get("packageSummary")
+    if isinstance(summary, dict) and summary.get("version") == SUMMARY_VERSION and \
+            isinstance(summary.get("objects"), dict) and isinstance(summary.get("size"), int):
+        verify_file(entry.package_path, entry.sha256)
+        try:
+            return package_from_meta(summary.get("meta"), dict(summary["objects"]),
+                                     summary["size"], entry.sha256.split(":")[-1])
+        except CrossfetchError:
+            pass  # a summary that no longer builds: read the stream itself
+    return verify_and_scan(entry.package_path, entry.sha256, PackageScanner())
