@@ -233,6 +233,10 @@ class RegistryClient:
                 self.transport.sleep(retry.backoff_delay(attempt))
         raise AssertionError("unreachable")
 
+    def _status_error(self, resp: Response, what: str) -> HTTPStatusError:
+        """:func:`status_error` with this client's own Retry-After cap."""
+        return status_error(resp, what, retry_after_max=self.transport.retry.retry_after_max)
+
     # --- verbs ---
 
     def ping(self, ep: Endpoint | None = None) -> PingResult:
@@ -262,7 +266,7 @@ class RegistryClient:
                 return Descriptor(media_type=resp.headers.get("content-type", "").split(";")[0],
                                   digest=check_digest(digest), size=size)
             if resp.status_code != 200:
-                head_err = status_error(resp, "HEAD manifest")
+                head_err = self._status_error(resp, "HEAD manifest")
             elif size is None:
                 head_err = FetchError("HEAD answered with a Content-Length that is not a number",
                                       url=str(resp.request.url))
@@ -301,7 +305,7 @@ class RegistryClient:
         try:
             if resp.status_code != 200:
                 resp.read_some()
-                raise status_error(resp, "GET manifest")
+                raise self._status_error(resp, "GET manifest")
             try:
                 raw = read_capped(resp.iter_raw(), MAX_MANIFEST_BYTES,
                                   f"manifest at {resp.request.url}", url=str(resp.request.url),
@@ -356,7 +360,7 @@ class RegistryClient:
             return self._open_blob_on(ep, desc)
         if resp.status_code != 200:
             resp.read_some()
-            raise status_error(resp, f"GET blob {desc.digest[:19]}")
+            raise self._status_error(resp, f"GET blob {desc.digest[:19]}")
         return ep, resp
 
     def open_blob_unsized(self, digest: str) -> tuple[int, Iterator[bytes]]:
@@ -380,7 +384,7 @@ class RegistryClient:
             resp = self._send(ep, "HEAD", f"blobs/{check_digest(digest)}", follow=True)
             resp.close()
             if resp.status_code != 200:
-                raise status_error(resp, f"HEAD blob {digest[:19]}")
+                raise self._status_error(resp, f"HEAD blob {digest[:19]}")
             size = _content_length(resp)
             if size is None:
                 raise FetchError(f"HEAD of blob {digest} answered without a Content-Length",
@@ -456,7 +460,7 @@ class RegistryClient:
         for _ in range(MAX_TAG_PAGES):
             resp = self._send(ep, "GET", tail)
             if resp.status_code != 200:
-                raise status_error(resp, "list tags")
+                raise self._status_error(resp, "list tags")
             try:
                 body = resp.json()
             except (ValueError, RecursionError):  # deep nesting: RecursionError, not ValueError

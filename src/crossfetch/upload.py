@@ -337,11 +337,11 @@ class Pusher:
                                 "registry itself; check the registry's http.host setting")
         return url
 
-    @staticmethod
-    def _error(resp: Response, what: str) -> FetchError:
+    def _error(self, resp: Response, what: str) -> FetchError:
         from .registry import status_error
 
-        return status_error(resp, what)
+        return status_error(resp, what,
+                            retry_after_max=self.client.transport.retry.retry_after_max)
 
     # --- blobs ---
 
