@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 
@@ -355,3 +356,46 @@ def test_a_repeated_kind_is_read_as_go_reads_it_the_last_one(obj: str) -> None:
     with pytest.raises(PackageError, match="Secret") as e:
         scan(stream(read("provider-kubernetes/crossplane.yaml"), [obj]))
     assert e.value.cause == "disallowed-object"
+
+
+@pytest.mark.parametrize("obj", [
+    "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nkind: Secret\n",
+    "kind: CustomResourceDefinition\napiVersion: apiextensions.k8s.io/v1\n\"kind\": Secret\n",
+])
+def test_a_repeated_kind_is_found_wherever_the_stream_is_cut(obj: str) -> None:
+    """The scanner finds top-level keys while it splits: a cut inside "\\nkind" changes nothing."""
+    data = stream(read("provider-kubernetes/crossplane.yaml"), [obj])
+    for cut in range(len(data) - len(obj) - 2, len(data)):
+        with pytest.raises(PackageError, match="Secret"):
+            scan(data, [cut])
+
+
+TOP_LINES = st.sampled_from([
+    b"kind: A", b"apiVersion: v1", b"kinds: 1", b"apiVersions: 2", b"\"kind\": B", b"'a': 1",
+    b"? kind", b"!!str kind: C", b"&k kind: D", b"*k : E", b"{kind: F}", b"[1]", b"%x",
+    b"  kind: nested", b"# kind", b"- kind", b".kind: 1", b"---", b"--- # c", b"...", b"",
+    b"metadata: {name: x}", b"\tkind: tab"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(TOP_LINES, max_size=14), cuts=st.lists(st.integers(0, 300), max_size=6))
+def test_the_scanners_top_key_pass_equals_plain_top_keys(lines: list[bytes],
+                                                          cuts: list[int]) -> None:
+    """What the split pass hands _identify is what _plain_top_keys says of each document."""
+    from crossfetch.xpkg import meta
+
+    seen: list[tuple[bytes, bool | None]] = []
+    real = meta._identify
+
+    def spy(data: bytes, where: str, line: int, limit: int,
+            plain_keys: bool | None = None) -> tuple[str, str]:
+        seen.append((data, plain_keys))
+        return real(data, where, line, limit, plain_keys)
+
+    data = b"\n".join(lines)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(meta, "_identify", spy)
+        with contextlib.suppress(PackageError, LimitExceeded):
+            scan(data, [c for c in cuts if c <= len(data)])
+    for doc, plain in seen:
+        assert plain == meta._plain_top_keys(doc), doc

@@ -220,11 +220,18 @@ def _more_than_one_meta(where: str, api: str, kind: str, first: str) -> PackageE
 
 
 def _blank(doc: bytes) -> bool:
-    """Crossplane's isEmptyYAML: only blank lines, ``---``/``...`` lines and comments."""
-    for line in doc.split(b"\n"):
-        s = line.lstrip()
+    """Crossplane's isEmptyYAML: only blank lines, ``---``/``...`` lines and comments.
+
+    Stops at the first line that is none of these (the first line of any object)."""
+    pos, n = 0, len(doc)
+    while pos <= n:
+        end = doc.find(b"\n", pos)
+        if end < 0:
+            end = n
+        s = doc[pos:end].lstrip()
         if s and s not in (b"---", b"...") and not s.startswith(b"#"):
             return False
+        pos = end + 1
     return True
 
 
@@ -245,13 +252,16 @@ def _blank(doc: bytes) -> bool:
 #   "linting package contents failed").
 # The kinds allowed per package type are crossfetch.xpkg.lint.ALLOWED, shared with `build`.
 
-_SEP_LINE = re.compile(rb"\n---([^\n]*)(?=\n)")
 _STR_TAGS = (None, "!", "tag:yaml.org,2002:str")
 _TOKEN_START = frozenset(b" \t\r\n[{,")
 
 
 _TOP_LINE = re.compile(rb"\n[^ \t\r\n#.-]")  # a line that starts a top-level key
 _HIDDEN = frozenset(b"\"'?!&*{[%")
+# One pass over the stream finds the separator lines (group 1: what follows ``---``) and the
+# top-level lines _plain_top_keys looks at (group 2: ``kind``, ``apiVersion`` or a hidden key).
+_SCAN = re.compile(rb"\n(?:---([^\n]*)(?=\n)|(kind|apiVersion|[\"'?!&*{\[%]))")
+_K, _A = ord("k"), ord("a")
 
 
 def _plain_top_keys(data: bytes) -> bool:
@@ -294,17 +304,22 @@ def _invalid_yaml(where: str, problem: str) -> PackageError:
                         "package if one fails: fix that document and rebuild the package")
 
 
-def _identify(data: bytes, where: str, line: int, alias_limit: int) -> tuple[str, str]:
+def _identify(data: bytes, where: str, line: int, alias_limit: int,
+              plain_keys: bool | None = None) -> tuple[str, str]:
     """Parse one document completely (nothing is built, aliases are not expanded) and return
     its top-level ``apiVersion`` and ``kind``. Raises on invalid YAML or UTF-8, a document that
     is not a mapping, or a missing or non-string apiVersion/kind.
 
-    Python walks the events only until both are found, then libyaml checks the rest in C
-    (``raw_parse``: ten times faster than events). A document that may hold aliases (a ``*``
-    where a YAML token starts) is walked to the end, counting them, and so is one whose
-    top-level keys could repeat or hide (the last ``kind`` wins, as in Go's decoder).
+    Python walks the events only until both are found, then the same libyaml parser checks
+    the rest in C (``raw_parse``: ten times faster than events; one parser, so the text is
+    decoded once). A document that may hold aliases (a ``*`` where a YAML token starts) is
+    walked to the end, counting them, and so is one whose top-level keys could repeat or hide
+    (the last ``kind`` wins, as in Go's decoder). ``plain_keys`` is ``_plain_top_keys(data)``
+    when the caller already knows it.
     """
-    walk_all = _may_alias(data) or not _plain_top_keys(data)
+    if plain_keys is None:
+        plain_keys = _plain_top_keys(data)
+    walk_all = not plain_keys or _may_alias(data)
     parser = _Loader(data)
     found: dict[str, Any] = {}
     try:
@@ -354,11 +369,7 @@ def _identify(data: bytes, where: str, line: int, alias_limit: int) -> tuple[str
                         found[want] = None
                     is_key = not is_key
         if not walk_all:
-            checker = _Loader(data)
-            try:
-                checker.raw_parse()
-            finally:
-                checker.dispose()
+            parser.raw_parse()  # the rest of the document, from where the walk stopped
     except yaml.reader.ReaderError as e:
         raise PackageError(f"package.yaml {where} is not UTF-8 text: {e.reason} (byte "
                            f"{e.character!r} at offset {e.position})", cause="invalid-utf8",
@@ -416,6 +427,9 @@ class PackageScanner:
         self._meta: tuple[bytes, str, str, str] | None = None  # (doc, api, kind, where)
         self._counts: dict[str, int] = {}
         self._gvks: dict[tuple[str, str], str] = {}  # (apiVersion, kind) -> first place seen
+        # What _SCAN saw of the unfinished document's top-level lines (see _plain_top_keys).
+        self._kinds = self._versions = 0
+        self._hidden = False
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add the next bytes of the stream."""
@@ -448,16 +462,33 @@ class PackageScanner:
     def _split(self, chunk: bytes | bytearray | memoryview) -> None:
         buf = self._buf
         buf += chunk
+        # Only complete lines are scanned: a match never needs bytes that have not arrived,
+        # so no match is found twice and none depends on where the stream was cut.
+        end = buf.rfind(b"\n") + 1
         start = 1
-        for m in _SEP_LINE.finditer(buf, self._scan_from):
-            rest = m.group(1).strip()
-            if rest and not rest.startswith(b"#"):
-                line = self._line + buf.count(b"\n", start, m.start() + 1)
-                raise _invalid_yaml(f"line {line}", f"invalid document separator {rest[:40]!r}"
-                                    " (only a comment may follow ---)")
-            self._document(bytes(buf[start:m.start() + 1]))
-            self._line += 1  # the separator line
-            start = m.end() + 1
+        view = memoryview(buf)
+        try:
+            for m in _SCAN.finditer(buf, self._scan_from, end):
+                sep = m.group(1)
+                if sep is None:  # a top-level kind, apiVersion or hidden key
+                    c = buf[m.start() + 1]
+                    if c == _K:
+                        self._kinds += 1
+                    elif c == _A:
+                        self._versions += 1
+                    else:
+                        self._hidden = True
+                    continue
+                rest = sep.strip()
+                if rest and not rest.startswith(b"#"):
+                    line = self._line + buf.count(b"\n", start, m.start() + 1)
+                    raise _invalid_yaml(f"line {line}", f"invalid document separator "
+                                        f"{rest[:40]!r} (only a comment may follow ---)")
+                self._document(bytes(view[start:m.start() + 1]))
+                self._line += 1  # the separator line
+                start = m.end() + 1
+        finally:
+            view.release()
         if start > 1:
             del buf[1:start]
         self._scan_from = max(buf.rfind(b"\n"), 0)
@@ -465,11 +496,18 @@ class PackageScanner:
     def _document(self, doc: bytes) -> None:
         line = self._line
         self._line += doc.count(b"\n")
+        plain = not self._hidden and self._kinds <= 1 and self._versions <= 1
+        self._kinds = self._versions = 0
+        self._hidden = False
         if _blank(doc):
             return
         where = _where(self._index, line)
         self._index += 1
-        api, kind = _identify(doc, where, line, MAX_ALIASES)
+        api, kind = _identify(doc, where, line, MAX_ALIASES, plain)
+        self._record(doc, api, kind, where)
+
+    def _record(self, doc: bytes, api: str, kind: str, where: str) -> None:
+        """Take one parsed document, in stream order: the meta object, or one more object."""
         if is_meta_api_version(api):
             _meta_kind_check(api, kind, where)
             if self._meta is not None:
