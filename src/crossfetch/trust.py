@@ -19,10 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-
 from .errors import (
     ConfigError,
     CrossfetchError,
@@ -60,6 +56,11 @@ class CertInfo:
 
     @classmethod
     def from_der(cls, der: bytes) -> CertInfo:
+        # cryptography is imported only where a certificate is read (about 40 ms of start-up):
+        # doctor imports this module on every run, and a healthy one reads no certificate.
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+
         cert = x509.load_der_x509_certificate(der)
         sans: list[str] = []
         try:
@@ -88,6 +89,9 @@ class CertInfo:
 
     @property
     def pem(self) -> str:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
         cert = x509.load_der_x509_certificate(self.der)
         return cert.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -135,6 +139,9 @@ def normalize_fingerprint(text: str) -> str:
 
 def parse_pem_bundle(data: bytes | str, *, source: str = "<input>") -> list[CertInfo]:
     """Every certificate in a PEM bundle, in order; raises when there is none."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     raw = data.encode() if isinstance(data, str) else data
     out: list[CertInfo] = []
     for block in _PEM_RE.findall(raw):
