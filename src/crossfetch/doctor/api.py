@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CrossfetchError, HTTPStatusError, Unauthorized
-from ..fixes import causes
 from ..oci import ACCEPT, resolve_image
 from ..registry import HEAD_FALLBACK, RegistryClient, status_error
 from .report import Check, Status
@@ -123,6 +122,11 @@ class ApiStages:
                      "path needs a containerd hosts.toml mirror with override_path = true.",
                      data=data)
 
+    def _unauthorized_fix(self) -> str:
+        from ..fixes import causes  # only a failing stage writes a fix
+
+        return causes.unauthorized(self.registry, target=self.target).text()
+
     # --- auth ---
 
     def auth_stage(self) -> Check:
@@ -145,7 +149,7 @@ class ApiStages:
             return Check("auth", Status.FAIL, "unauthorized",
                          f"{e.message}\nchallenge: {scheme}{realm}; {creds}",
                          (f"# {e.fix}\n" if e.fix else "")
-                         + causes.unauthorized(self.registry, target=self.target).text(),
+                         + self._unauthorized_fix(),
                          data={"challenge": ch, "credentials": str(source) if source else None,
                                "error": e.to_dict()})
         except CrossfetchError as e:
@@ -161,7 +165,7 @@ class ApiStages:
                      f"GET /v2/ answered {resp.status_code} with challenge "
                      f"{ch.get('scheme', '(none)')}{realm}{service}; {creds}"
                      + (" and they were refused" if source else ""),
-                     causes.unauthorized(self.registry, target=self.target).text(), data=data)
+                     self._unauthorized_fix(), data=data)
 
     # --- manifest ---
 
@@ -213,7 +217,7 @@ class ApiStages:
         :func:`crossfetch.registry.status_error`, the one mapping): it knows the target and
         can list the repository's tags."""
         if err.cause == "unauthorized":
-            return causes.unauthorized(self.registry, target=self.target).text()
+            return self._unauthorized_fix()
         if err.cause == "not-found":
             return self._not_found_fix()
         if err.cause == "method-not-allowed":

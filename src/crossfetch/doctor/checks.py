@@ -24,7 +24,7 @@ from ..errors import CrossfetchError
 from ..reference import Reference
 from ..trust import is_ip
 from .api import ApiStages
-from .net import Target, dns_stage, tcp_stage, tls_stage
+from .net import Target, dns_stage, is_loopback, tcp_stage, tls_stage
 from .report import DIRECT_ONLY, STAGES, Check, Report, Status, Verdict
 
 if TYPE_CHECKING:
@@ -308,19 +308,16 @@ class _Run:
         """The dns stage. A loopback address's fix depends on whether the registry speaks
         plain HTTP (a Service DNS name would lose go-containerregistry's HTTP fallback on
         recent releases): ask the port once, so the fix is right when first shown."""
-        from ..fixes import causes
-        from ..transport.tls import speaks_plain_http
-
-        check = dns_stage(target, timeout, in_cluster=self.d.in_cluster, target=self.d.profile)
         # Only where it changes the fix (go-containerregistry without *.local), and briefly:
         # a server that holds the connection silent is the tls stage's to report.
-        if check.cause == "loopback-address" and is_ip(target.host) and \
-                not self.d.profile.plain_http_local_dot_local and \
-                speaks_plain_http(target.host, target.port, min(timeout, PROBE_TIMEOUT)):
-            check.data["plainHttp"] = True
-            check.fix = causes.loopback(target.registry, target.host, is_ip=True,
-                                        plain_http=True, target=self.d.profile).text()
-        return check
+        plain_http = False
+        if is_ip(target.host) and is_loopback(target.host) and \
+                not self.d.profile.plain_http_local_dot_local:
+            from ..transport.tls import speaks_plain_http
+
+            plain_http = speaks_plain_http(target.host, target.port, min(timeout, PROBE_TIMEOUT))
+        return dns_stage(target, timeout, in_cluster=self.d.in_cluster, target=self.d.profile,
+                         plain_http=plain_http)
 
     def _api(self) -> None:
         api = self._api_stages

@@ -230,9 +230,9 @@ def _loopback_reason(run: _Run, ep: Endpoint) -> str | None:
 
 
 def _loopback_fix(prof: Profile, decision: Decision, ep: Endpoint, *, plain_http: bool) -> str:
-    from ..fixes import causes
     from ..trust import is_ip
+    from .net import loopback_fix
 
     host, _ = _host_port(ep)
-    return causes.loopback(decision.resolved.registry, host, is_ip=is_ip(host),
-                           plain_http=plain_http, target=prof).text()
+    return loopback_fix(decision.resolved.registry, host, is_ip=is_ip(host),
+                        plain_http=plain_http, target=prof)

@@ -8,23 +8,25 @@ here passes there.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
-import queue
 import socket
 import ssl
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import CrossfetchError
-from ..fixes import causes
 from ..policy.model import Endpoint, TLSMode
 from ..transport.tls import probe_first_bytes, speaks_tls, ssl_context
-from ..trust import CertInfo, fetch_chain, is_ip
+from ..trust import is_ip
 from .report import Check, Status
 
 if TYPE_CHECKING:
     from ..crossplane.profile import Profile
+    from ..trust import CertInfo
+
+# What only a failing stage needs (the fix writers, the certificate reader, the resolver thread)
+# is imported where it is used: a healthy run does not pay for it.
 
 MAX_ADDRESSES = 4
 """Addresses tried by the TCP stage (a name with dozens of records must not multiply time)."""
@@ -55,6 +57,17 @@ class Target:
         return cls(netloc, host, port, scheme)
 
 
+@functools.lru_cache(maxsize=8)
+def loopback_fix(registry: str, host: str, *, is_ip: bool, resolver_maps: bool = True,
+                 plain_http: bool = False, target: Profile | None = None) -> str:
+    """The text of :func:`crossfetch.fixes.causes.loopback`, written once per run: the dns stage
+    and the Crossplane verdict give the same fix for the same registry."""
+    from ..fixes import causes
+
+    return causes.loopback(registry, host, is_ip=is_ip, resolver_maps=resolver_maps,
+                           plain_http=plain_http, target=target).text()
+
+
 def is_loopback(addr: str) -> bool:
     try:
         return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
@@ -70,6 +83,9 @@ def is_localhost_name(host: str) -> bool:
 def _resolve(host: str, port: int, timeout: float) -> list[str]:
     """getaddrinfo with a deadline. The C resolver cannot be interrupted, so it runs in a
     daemon thread that is abandoned (not joined) when it overruns."""
+    import queue
+    import threading
+
     out: queue.Queue[list[str] | BaseException] = queue.Queue(maxsize=1)
 
     def run() -> None:
@@ -116,20 +132,24 @@ def _localtest_note(host: str) -> str:
 
 
 def dns_stage(t: Target, timeout: float, *, in_cluster: bool,
-              target: Profile | None = None) -> Check:
+              target: Profile | None = None, plain_http: bool = False) -> Check:
     """Resolve the host; warn when it lands on loopback (a pod would reach itself). A name
     that does not resolve here fails the stage: nothing after it could be checked from here.
-    ``target`` is the Crossplane release fixes are written for."""
+    ``target`` is the Crossplane release fixes are written for; ``plain_http``, whether a
+    loopback address was found speaking plain HTTP (its fix routes to a ClusterIP)."""
     loop_status = Status.FAIL if in_cluster else Status.WARN
     where = ("this runs inside a pod, so the request reaches this pod itself" if in_cluster else
              "fine on this machine, but inside a pod (Crossplane) it reaches the pod itself")
     if is_ip(t.host):
         t.addresses = [t.host]
         if is_loopback(t.host):
+            data: dict[str, object] = {"addresses": t.addresses}
+            if plain_http:
+                data["plainHttp"] = True
             return Check("dns", loop_status, "loopback-address",
                          f"{t.host} is a loopback address: {where}",
-                         causes.loopback(t.registry, t.host, is_ip=True, target=target).text(),
-                         data={"addresses": t.addresses})
+                         loopback_fix(t.registry, t.host, is_ip=True, plain_http=plain_http,
+                                      target=target), data=data)
         return Check("dns", Status.PASS, None, f"{t.host} is an IP address (no lookup)",
                      data={"addresses": t.addresses})
     try:
@@ -145,16 +165,20 @@ def dns_stage(t: Target, timeout: float, *, in_cluster: bool,
                          f"resolver does not map it ({e}): a pull from here fails, so tcp, tls "
                          f"and the registry were not checked. Inside a pod (Crossplane) the "
                          "name is the pod itself, or does not resolve either.",
-                         causes.loopback(t.registry, t.host, is_ip=False, resolver_maps=False,
-                                         target=target).text(),
+                         loopback_fix(t.registry, t.host, is_ip=False, resolver_maps=False,
+                                      target=target),
                          data={"error": str(e), "resolverMaps": False})
         cause = "timeout" if isinstance(e, TimeoutError) else "dns-failure"
         public = is_public_name(t.host)
         hint = ("\nIt is a public name: from a cluster without access to it (air-gapped, "
                 "egress-filtered), pull through a mirror that is reachable." if public else "")
         note = _localtest_note(t.host)
-        fix = causes.loopback(t.registry, t.host, is_ip=False, target=target).text() if note \
-            else causes.dns_failure(t.host, t.registry, public=public, target=target).text()
+        if note:
+            fix = loopback_fix(t.registry, t.host, is_ip=False, target=target)
+        else:
+            from ..fixes import causes
+
+            fix = causes.dns_failure(t.host, t.registry, public=public, target=target).text()
         return Check("dns", Status.FAIL, cause,
                      f"cannot resolve {t.host}: {e}\nFrom a pod: cluster DNS must know this name, "
                      "and a NetworkPolicy denying egress to port 53 would look the same."
@@ -164,7 +188,7 @@ def dns_stage(t: Target, timeout: float, *, in_cluster: bool,
         return Check("dns", loop_status, "loopback-address",
                      f"{t.host} resolves to {', '.join(t.addresses)} (loopback): {where}"
                      + _localtest_note(t.host),
-                     causes.loopback(t.registry, t.host, is_ip=False, target=target).text(),
+                     loopback_fix(t.registry, t.host, is_ip=False, target=target),
                      data={"addresses": t.addresses})
     return Check("dns", Status.PASS, None, f"{t.host} resolves to {', '.join(t.addresses)}",
                  data={"addresses": t.addresses})
@@ -242,6 +266,8 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile | None = 
     addr = t.connected or (t.addresses[0] if t.addresses else t.host)
     if t.scheme == "http":
         if speaks_tls(addr, t.port, timeout):
+            from ..fixes import causes
+
             return Check("tls", Status.FAIL, "tls-expected",
                          f"{t.registry} speaks TLS, but policy says plain HTTP (tls.mode Disabled "
                          f"from {ep.tls.source})", causes.tls_expected(t.registry).text())
@@ -286,6 +312,8 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile | None = 
                      f"TLS handshake with {_sockaddr(addr, t.port)} failed: {e}",
                      "# check that the port speaks TLS 1.2 or newer: openssl s_client -connect "
                      f"{_sockaddr(addr, t.port)} -servername {t.host}")
+    from ..trust import CertInfo
+
     info = CertInfo.from_der(der) if der else None
     data = {"version": version, "mode": ep.tls.mode.value,
             "certificate": info.to_dict() if info else None}
@@ -304,6 +332,7 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile | None = 
 def _plain_http_fix(registry: str, target: Profile | None) -> str:
     """The plain-HTTP fix, naming go-containerregistry's rule of the targeted release."""
     from ..crossplane.profile import plain_http_allowed, plain_http_summary
+    from ..fixes import causes
 
     if target is None:
         return causes.plain_http(registry).text()
@@ -314,6 +343,9 @@ def _plain_http_fix(registry: str, target: Profile | None) -> str:
 
 def _cert_failure(t: Target, ep: Endpoint, addr: str, timeout: float,
                   e: ssl.SSLCertVerificationError, target: Profile | None = None) -> Check:
+    from ..fixes import causes
+    from ..trust import fetch_chain
+
     cause = _verify_cause(e)
     try:
         t.chain = fetch_chain(addr, t.port, timeout=timeout,
