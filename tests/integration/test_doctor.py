@@ -159,6 +159,22 @@ def test_healthy_registry_passes_every_stage(https_registry: Registry, pki: PKI,
     assert all(isinstance(c["ms"], float) for c in report["checks"])
 
 
+def test_unmarked_image_is_read_flattened_and_leaves_no_spill(
+        https_registry: Registry, pki: PKI, packages: dict[str, PushedPackage],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No base layer marked: the package stage flattens the layers, spilling candidates to the
+    temporary directory, and removes them."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # looked up again from TMPDIR
+    ref = f"{https_registry.host}/{packages['unmarked'].ref}"
+    code, report = run_doctor(ref, "--ca-bundle", str(pki.ca_cert))
+    assert code == 0, report
+    pkg = check(report, "package")
+    assert pkg["status"] == "pass" and pkg["data"]["baseLayer"]["how"] == "flattened"
+    assert "all layers flattened" in pkg["detail"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_text_output_is_a_checklist_with_timings(https_registry: Registry, pki: PKI,
                                                  packages: dict[str, PushedPackage]) -> None:
     ref = f"{https_registry.host}/{packages[FN].ref}"

@@ -51,6 +51,24 @@ NEVER = ("asyncio", "tomllib", "logging", "subprocess", "concurrent", "multiproc
          "gzip", "tarfile", "zipfile", "rich", "cryptography", "certifi", "grpc", "google",
          "httpx", "click", "pydantic", "aiohttp", "bcrypt", "prometheus_client")
 
+# What a healthy plain-HTTP ``doctor`` loads beyond the pull's modules: its stages, the fix
+# writers (a loopback address is a warning with a fix), Docker's config.json (the auth stage
+# names the credential source) and Crossplane's decision mode (the second verdict). The
+# certificate reader's cryptography, the resolver thread and tempfile are for failing or rarer
+# stages only.
+DOCTOR_EXTRA = frozenset({
+    "crossfetch.cli.doctor_cmds", "crossfetch.crossplane.emulate", "crossfetch.doctor",
+    "crossfetch.doctor.api", "crossfetch.doctor.checks", "crossfetch.doctor.crossplane",
+    "crossfetch.doctor.net", "crossfetch.doctor.report", "crossfetch.fixes",
+    "crossfetch.fixes.causes", "crossfetch.fixes.cluster", "crossfetch.fixes.configmap",
+    "crossfetch.fixes.fix", "crossfetch.fixes.helm", "crossfetch.fixes.hoststoml",
+    "crossfetch.fixes.imageconfig", "crossfetch.fixes.names", "crossfetch.policy.credentials",
+    "crossfetch.policy.credhelpers", "crossfetch.policy.dockerconfig", "crossfetch.policy.hosts",
+    "crossfetch.trust",
+})
+DOCTOR_NEVER = ("tempfile", "queue", "tomllib", "crossfetch.doctor.netpol",
+                "crossfetch.doctor.runtime", "crossfetch.cri", "crossfetch.transport.challenge")
+
 PROBE = """
 import sys
 from crossfetch.cli.main import main
@@ -153,3 +171,24 @@ def test_help_imports_no_network_yaml_or_inflater() -> None:
         "crossfetch._inflate", "crossfetch.client", "crossfetch.transport", "crossfetch.xpkg"}
     for heavy in ("ssl", "http", "email", "yaml", "isal", "dataclasses", "inspect", *NEVER):
         assert heavy not in mods, f"{heavy} imported by crossfetch pull --help"
+
+
+def test_a_healthy_plain_http_doctor_imports_no_more_than_pinned(registry: str,
+                                                                  tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "apiVersion: pkg.crossplane.io/v1beta1\nkind: ImageConfig\nmetadata: {name: plain}\n"
+        f"spec:\n  matchImages: [{{type: Prefix, prefix: '{registry}/'}}]\n"
+        "  registry:\n    tls:\n      mode: Disabled\n")
+    code, mods = loaded(["doctor", f"{registry}/fns/f:v1", "--config", str(policy),
+                         "--no-node-config", "-O", "json"])
+    assert code == "0"  # every stage passed (the loopback address is a warning)
+
+    ours = {m for m in mods if m.split(".")[0] == "crossfetch"}
+    assert ours - PULL_MODULES - DOCTOR_EXTRA == set(), "new crossfetch modules on a healthy " \
+        "doctor run: import them where a failing stage needs them, or add them to DOCTOR_EXTRA"
+    third = {m.split(".")[0] for m in mods} - set(sys.stdlib_module_names)
+    assert {m for m in third if not m.startswith("_") and m != "cython_runtime"} \
+        == PULL_THIRD_PARTY  # no cryptography: a plain-HTTP run reads no certificate
+    for heavy in (*NEVER, *DOCTOR_NEVER):
+        assert heavy not in mods, f"{heavy} imported by a healthy plain-HTTP doctor"

@@ -7,11 +7,10 @@ errors here are the errors a pull would hit.
 
 from __future__ import annotations
 
-import tempfile
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CrossfetchError, HTTPStatusError, Unauthorized
@@ -52,6 +51,17 @@ def _error_check(name: str, e: CrossfetchError, *, method: str | None = None) ->
     detail = e.message + (f"\n(url: {e.url})" if e.url and e.url not in e.message else "")
     return Check(name, Status.FAIL, e.cause, detail, e.fix, method=method,
                  data={"error": e.to_dict()})
+
+
+class _SystemTemp:
+    """The system's temporary directory, looked up only if asked: only an image without a
+    marked base layer spills candidates there (removed after), so most packages never import
+    :mod:`tempfile`."""
+
+    def __fspath__(self) -> str:
+        import tempfile
+
+        return tempfile.gettempdir()
 
 
 @dataclass
@@ -265,9 +275,9 @@ class ApiStages:
             with budget(self.timeout * PACKAGE_DEADLINE_FACTOR,
                         f"the package stage ({PACKAGE_DEADLINE_FACTOR} x --timeout)"):
                 parsed, platform = resolve_image(source, raw, mt, digest, self.platform)
-                with tempfile.TemporaryDirectory(prefix="crossfetch-doctor-") as tmp, \
-                        open(Path(tmp) / "package.yaml", "wb") as sink:
-                    read = extract_package(source, parsed, sink, tmp_dir=tmp)
+                # The stage reads package.yaml to check it, and keeps nothing.
+                with open(os.devnull, "wb") as sink:
+                    read = extract_package(source, parsed, sink, tmp_dir=_SystemTemp())
         except CrossfetchError as e:
             check = _error_check("package", e)
             if e.cause == "no-package-yaml":  # the doctor knows the reference to push to
