@@ -120,6 +120,16 @@ def probe_first_bytes(host: str, port: int, timeout: float) -> bytes:
         return data
 
 
+def is_http_answer(first: bytes) -> bool:
+    """Whether the first bytes answering a ClientHello are plain HTTP."""
+    return first.startswith(b"HTTP/")
+
+
+def is_tls_answer(first: bytes) -> bool:
+    """Whether the first bytes answering a ClientHello are a TLS record (handshake or alert)."""
+    return len(first) >= 3 and first[0] in (0x15, 0x16) and first[1] == 0x03
+
+
 def speaks_plain_http(host: str, port: int, timeout: float = 3.0) -> bool:
     """True when the server answers a TLS handshake with plain HTTP (first bytes ``HTTP/``).
 
@@ -127,7 +137,7 @@ def speaks_plain_http(host: str, port: int, timeout: float = 3.0) -> bool:
     HTTP is spoken to in HTTP, and a certificate problem is never a reason.
     """
     try:
-        return probe_first_bytes(host, port, timeout).startswith(b"HTTP/")
+        return is_http_answer(probe_first_bytes(host, port, timeout))
     except OSError:
         return False
 
@@ -135,10 +145,9 @@ def speaks_plain_http(host: str, port: int, timeout: float = 3.0) -> bool:
 def speaks_tls(host: str, port: int, timeout: float = 3.0) -> bool:
     """True when the server answers a ClientHello with a TLS record (handshake or alert)."""
     try:
-        first = probe_first_bytes(host, port, timeout)
+        return is_tls_answer(probe_first_bytes(host, port, timeout))
     except OSError:
         return False
-    return len(first) >= 3 and first[0] in (0x15, 0x16) and first[1] == 0x03
 
 
 def is_cert_error(exc: BaseException) -> bool:
