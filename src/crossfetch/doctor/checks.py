@@ -313,9 +313,13 @@ class _Run:
         plain_http = False
         if is_ip(target.host) and is_loopback(target.host) and \
                 not self.d.profile.plain_http_local_dot_local:
-            from ..transport.tls import speaks_plain_http
+            from ..transport.tls import is_http_answer
 
-            plain_http = speaks_plain_http(target.host, target.port, min(timeout, PROBE_TIMEOUT))
+            try:
+                plain_http = is_http_answer(
+                    target.first_bytes(target.host, min(timeout, PROBE_TIMEOUT)))
+            except OSError:
+                plain_http = False
         return dns_stage(target, timeout, in_cluster=self.d.in_cluster, target=self.d.profile,
                          plain_http=plain_http)
 

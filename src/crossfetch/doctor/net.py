@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CrossfetchError
 from ..policy.model import Endpoint, TLSMode
-from ..transport.tls import probe_first_bytes, speaks_tls, ssl_context
+from ..transport.tls import is_tls_answer, probe_first_bytes, ssl_context
 from ..trust import is_ip
 from .report import Check, Status
 
@@ -44,6 +44,17 @@ class Target:
     addresses: list[str] = field(default_factory=list)
     connected: str | None = None
     chain: list[CertInfo] = field(default_factory=list)
+    answers: dict[str, bytes] = field(default_factory=dict)
+    """What each address answered a TLS ClientHello with (:meth:`first_bytes`)."""
+
+    def first_bytes(self, addr: str, timeout: float) -> bytes:
+        """The first bytes ``addr`` answers a ClientHello with, probed once per run: the dns
+        stage's question (plain HTTP?) and the tls stage's (TLS?) share one answer. An empty
+        answer (a silent server) is not kept, so a later stage asks again with its timeout.
+        Raises :class:`OSError` when the connection fails."""
+        if not self.answers.get(addr):
+            self.answers[addr] = probe_first_bytes(addr, self.port, timeout)
+        return self.answers[addr]
 
     @classmethod
     def of(cls, ep: Endpoint) -> Target:
@@ -265,7 +276,11 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile | None = 
     """Handshake as a pull would (same context); name the certificate problem precisely."""
     addr = t.connected or (t.addresses[0] if t.addresses else t.host)
     if t.scheme == "http":
-        if speaks_tls(addr, t.port, timeout):
+        try:
+            tls = is_tls_answer(t.first_bytes(addr, timeout))
+        except OSError:
+            tls = False
+        if tls:
             from ..fixes import causes
 
             return Check("tls", Status.FAIL, "tls-expected",
@@ -296,7 +311,7 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile | None = 
     except (ssl.SSLError, OSError) as e:
         first = b""
         with contextlib.suppress(OSError):
-            first = probe_first_bytes(addr, t.port, timeout)
+            first = t.first_bytes(addr, timeout)
         if first.startswith(b"HTTP/"):
             if ep.tls.allow_http_fallback:
                 return Check("tls", Status.PASS, None,
