@@ -209,3 +209,14 @@ def _qualify_fix(ref: str) -> str:
 def parse(ref: str, *, default_registry: str | None = None) -> Reference:
     """Shorthand for :meth:`Reference.parse`."""
     return Reference.parse(ref, default_registry=default_registry)
+
+
+def is_ip(host: str) -> bool:
+    """True for an IPv4 or IPv6 address literal (without brackets)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

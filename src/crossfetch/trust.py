@@ -31,6 +31,7 @@ from .fixes import configmap, helm, hoststoml
 from .fixes.fix import CROSSFETCH_ONLY
 from .fixes.imageconfig import TLS, imageconfig_yaml
 from .fixes.names import CA_KEY, CROSSPLANE_NAMESPACE, containerd_hosts_dir, object_name
+from .reference import is_ip
 
 DEFAULT_TIMEOUT = 5.0
 EMIT_KINDS = ("pem", "configmap", "helm-values", "imageconfig", "hosts-toml", "certs-d")
@@ -177,17 +178,6 @@ def split_host_port(target: str, default_port: int = 443) -> tuple[str, int]:
     if not host or (port_s and (not port_s.isdigit() or not 0 < int(port_s) < 65536)):
         raise UsageError(f"{target!r} is not HOST[:PORT]", fix="e.g. registry.example:8443")
     return host, int(port_s) if port_s else default_port
-
-
-def is_ip(host: str) -> bool:
-    """True for an IPv4 or IPv6 address literal (without brackets)."""
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _unverified_chain_der(sock: ssl.SSLSocket) -> list[bytes]:

@@ -54,8 +54,8 @@ NEVER = ("asyncio", "tomllib", "logging", "subprocess", "concurrent", "multiproc
 # What a healthy plain-HTTP ``doctor`` loads beyond the pull's modules: its stages, the fix
 # writers (a loopback address is a warning with a fix), Docker's config.json (the auth stage
 # names the credential source) and Crossplane's decision mode (the second verdict). The
-# certificate reader's cryptography, the resolver thread and tempfile are for failing or rarer
-# stages only.
+# certificate module (and its cryptography), the resolver thread and tempfile are for failing,
+# TLS or rarer stages only.
 DOCTOR_EXTRA = frozenset({
     "crossfetch.cli.doctor_cmds", "crossfetch.crossplane.emulate", "crossfetch.doctor",
     "crossfetch.doctor.api", "crossfetch.doctor.checks", "crossfetch.doctor.crossplane",
@@ -64,9 +64,8 @@ DOCTOR_EXTRA = frozenset({
     "crossfetch.fixes.fix", "crossfetch.fixes.helm", "crossfetch.fixes.hoststoml",
     "crossfetch.fixes.imageconfig", "crossfetch.fixes.names", "crossfetch.policy.credentials",
     "crossfetch.policy.credhelpers", "crossfetch.policy.dockerconfig", "crossfetch.policy.hosts",
-    "crossfetch.trust",
 })
-DOCTOR_NEVER = ("tempfile", "queue", "tomllib", "crossfetch.doctor.netpol",
+DOCTOR_NEVER = ("tempfile", "queue", "tomllib", "crossfetch.trust", "crossfetch.doctor.netpol",
                 "crossfetch.doctor.runtime", "crossfetch.cri", "crossfetch.transport.challenge")
 
 PROBE = """

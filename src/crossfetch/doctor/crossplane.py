@@ -209,7 +209,7 @@ def _failure(prof: Profile, decision: Decision, bad: Check, data: dict[str, Any]
 
 def _loopback_reason(run: _Run, ep: Endpoint) -> str | None:
     """Why ``ep``'s host is the Crossplane pod itself, or ``None``."""
-    from ..trust import is_ip
+    from ..reference import is_ip
     from .net import is_localhost_name, is_loopback
 
     host, _ = _host_port(ep)
@@ -230,7 +230,7 @@ def _loopback_reason(run: _Run, ep: Endpoint) -> str | None:
 
 
 def _loopback_fix(prof: Profile, decision: Decision, ep: Endpoint, *, plain_http: bool) -> str:
-    from ..trust import is_ip
+    from ..reference import is_ip
     from .net import loopback_fix
 
     host, _ = _host_port(ep)

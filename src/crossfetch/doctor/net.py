@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import CrossfetchError
 from ..policy.model import Endpoint, TLSMode
+from ..reference import is_ip
 from ..transport.tls import is_tls_answer, probe_first_bytes, ssl_context
-from ..trust import is_ip
 from .report import Check, Status
 
 if TYPE_CHECKING:

@@ -180,7 +180,7 @@ def trust(registry: str, chain: Sequence[CertInfo] = (), *, here: str = "--ca-bu
 
 def hostname(host: str, cert: CertInfo | None = None) -> Fix:
     """The certificate does not name ``host``."""
-    from ..trust import is_ip
+    from ..reference import is_ip
 
     names = [s.split(":", 1)[1] for s in cert.sans] if cert else []
     san = "IP" if is_ip(host.strip("[]")) else "DNS"
