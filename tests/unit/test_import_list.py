@@ -61,7 +61,7 @@ DOCTOR_EXTRA = frozenset({
     "crossfetch.doctor.api", "crossfetch.doctor.checks", "crossfetch.doctor.crossplane",
     "crossfetch.doctor.net", "crossfetch.doctor.report", "crossfetch.fixes",
     "crossfetch.fixes.causes", "crossfetch.fixes.cluster", "crossfetch.fixes.configmap",
-    "crossfetch.fixes.fix", "crossfetch.fixes.helm", "crossfetch.fixes.hoststoml",
+    "crossfetch.fixes.fix", "crossfetch.fixes.helm",
     "crossfetch.fixes.imageconfig", "crossfetch.fixes.names", "crossfetch.policy.credentials",
     "crossfetch.policy.credhelpers", "crossfetch.policy.dockerconfig", "crossfetch.policy.hosts",
 })

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import cluster, configmap, helm, hoststoml
+from . import cluster, configmap, helm
 from .fix import CROSSFETCH_ONLY, Audience, Fix, Step, Target, crossplane_label
 from .imageconfig import TLS, imageconfig_yaml
 from .names import CA_KEY, containerd_hosts_dir, object_name
@@ -139,6 +139,8 @@ def _crossplane_ca_steps(registry: str, target: Target | None) -> list[Step]:
 
 
 def _node_ca_step(registry: str) -> Step:
+    from . import hoststoml  # the node's fixes only: doctor's loopback warning needs none
+
     ca_dir = containerd_hosts_dir(registry)
     return Step(Audience.NODE,
                 f"{NODE_TITLE} {ca_dir}/hosts.toml (plus {CA_KEY} next to it)",
@@ -206,6 +208,8 @@ def plain_http(registry: str, *, target: Target | None = None,
     """The registry speaks plain HTTP where TLS was required. ``crossplane_speaks_http``: whether
     the targeted Crossplane falls back to HTTP for this host by itself (go-containerregistry's
     rule; ``None``: not known)."""
+    from . import hoststoml
+
     cp = crossplane_label(target)
     if crossplane_speaks_http:
         caveat = (f"; but inside the Crossplane pod {registry} is the pod itself: crossfetch "
