@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -59,8 +58,7 @@ class HeadResult(NamedTuple):
                 "endpoint": self.endpoint}
 
 
-@dataclass(frozen=True)
-class PullResult:
+class PullResult(NamedTuple):
     reference: Reference
     resolved: Reference
     digest: str
@@ -73,9 +71,11 @@ class PullResult:
     """``package.yaml`` in the cache; it stays there until the :class:`Client` is closed (or
     :meth:`Client.release` is called with it)."""
     cached: bool
-    base_layer: BaseLayer | None = None
-    endpoint: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    base_layer: BaseLayer | None
+    endpoint: str | None
+    extra: dict[str, Any]
+    """More facts for the JSON output (``via``, ``runtimePulled``, ``asCrossplane``); each
+    result has its own dict."""
 
     def to_dict(self) -> dict[str, Any]:
         pkg = self.package.to_dict()
@@ -365,7 +365,8 @@ class Client:
         return PullResult(decision.reference, decision.resolved, top,
                           str(meta.get("manifestDigest", top)), str(meta.get("mediaType", "")),
                           meta.get("platform"), pkg, entry.package_path, cached=True,
-                          base_layer=BaseLayer.from_dict(meta.get("baseLayer")), endpoint=None)
+                          base_layer=BaseLayer.from_dict(meta.get("baseLayer")), endpoint=None,
+                          extra={})
 
     def _fetch(self, decision: Decision, source: Source, top: str) -> PullResult:
         parsed, platform = resolve_image(source, *source.fetch_manifest(top), self.platform)
@@ -388,7 +389,7 @@ class Client:
             self.cache.remember_tag(str(decision.resolved), top)
         return PullResult(decision.reference, decision.resolved, top, parsed.digest,
                           parsed.media_type, platform, pkg, entry.package_path, cached=False,
-                          base_layer=base, endpoint=source.endpoint)
+                          base_layer=base, endpoint=source.endpoint, extra={})
 
     def _read_package(self, source: BlobSource, manifest: Manifest, dest: Path
                       ) -> tuple[Package, BaseLayer]:

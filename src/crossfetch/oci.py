@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
@@ -230,25 +229,23 @@ def check_config(value: Any, what: str = "image config") -> dict[str, Any]:
     return doc
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     """An image manifest (OCI or Docker v2 schema 2)."""
 
     media_type: str
     config: Descriptor
     layers: tuple[Descriptor, ...]
     annotations: dict[str, str]
-    raw: bytes = field(repr=False)
+    raw: bytes
     digest: str = ""
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(NamedTuple):
     """An image index / manifest list."""
 
     media_type: str
     manifests: tuple[Descriptor, ...]
-    raw: bytes = field(repr=False)
+    raw: bytes
     digest: str = ""
 
     def select(self, platform: Platform | str | None = None) -> Descriptor:

@@ -9,7 +9,7 @@ registry is supplied.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .errors import InvalidReference
 
@@ -73,8 +73,7 @@ def _split_registry(registry: str, ref: str) -> tuple[str, int | None]:
     return host, port
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A parsed, fully-qualified package reference."""
 
     registry: str
@@ -173,7 +172,7 @@ class Reference:
         return self.digest or self.tag or "latest"
 
     def with_digest(self, digest: str) -> Reference:
-        return replace(self, digest=digest)
+        return self._replace(digest=digest)
 
     def __str__(self) -> str:
         s = self.name

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, CrossfetchError
@@ -77,8 +76,12 @@ def emulation_policy(policy: Policy, profile: Profile, *,
                      pull_secret_files: Sequence[str] = ()) -> Policy:
     """``policy`` in Crossplane ``profile``'s decision mode (same ImageConfigs and CA bundle,
     no node files, no client certificates, Crossplane's credential sources)."""
-    return replace(policy, crossplane=profile, node=None, client_cert_loader=None,
-                   keychains=CrossplaneKeychains(policy.objects, pull_secret_files))
+    import copy
+
+    emulated = copy.copy(policy)
+    emulated.crossplane, emulated.node, emulated.client_cert_loader = profile, None, None
+    emulated.keychains = CrossplaneKeychains(policy.objects, pull_secret_files)
+    return emulated
 
 
 def default_registry(profile: Profile, given: str | None) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CrossfetchError, HTTPStatusError, Unauthorized
@@ -89,7 +89,7 @@ class ApiStages:
         self.transport = client.transport
         self.state = ApiState()
         # Only this endpoint: the stages diagnose one place, not a fall-through.
-        self.rc = RegistryClient(replace(decision, endpoints=(ep,)), client.transport,
+        self.rc = RegistryClient(decision._replace(endpoints=(ep,)), client.transport,
                                  client.auth_factory(decision))
 
     @property

@@ -8,10 +8,8 @@ decided it, so ``policy explain`` can show it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 if TYPE_CHECKING:
@@ -36,8 +34,7 @@ class TLSMode(enum.StrEnum):
         raise ValueError(f"unknown TLS mode {value!r}: use Strict, Insecure or Disabled")
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """Where a decision came from: a flag, an object, or a file and line."""
 
     kind: str
@@ -61,8 +58,7 @@ class Source:
 DEFAULT_SOURCE = Source("default", "")
 
 
-@dataclass(frozen=True)
-class ClientCert:
+class ClientCert(NamedTuple):
     """A client certificate and key for mutual TLS (PEM files)."""
 
     cert: Path
@@ -70,8 +66,7 @@ class ClientCert:
     source: Source = DEFAULT_SOURCE
 
 
-@dataclass(frozen=True)
-class TLSConfig:
+class TLSConfig(NamedTuple):
     """How to speak (or not speak) TLS to one endpoint."""
 
     mode: TLSMode = TLSMode.STRICT
@@ -95,8 +90,7 @@ PULL, RESOLVE, PUSH = "pull", "resolve", "push"
 ALL_CAPABILITIES = frozenset({PULL, RESOLVE, PUSH})
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One place to send API requests for a repository."""
 
     url: str
@@ -104,7 +98,7 @@ class Endpoint:
     role: str = "upstream"
     """``mirror`` or ``upstream``."""
     capabilities: frozenset[str] = ALL_CAPABILITIES
-    tls: TLSConfig = field(default_factory=TLSConfig)
+    tls: TLSConfig = TLSConfig()
     headers: tuple[tuple[str, str], ...] = ()
     override_path: bool = False
     """``url`` already holds the API root (containerd's ``override_path``): no ``/v2`` added."""
@@ -113,9 +107,9 @@ class Endpoint:
     ``registries.conf`` mirror location with a path); ``None`` keeps the reference's."""
     source: Source = DEFAULT_SOURCE
 
-    @cached_property
+    @property
     def _parts(self) -> SplitResult:
-        return urlsplit(self.url)  # parsed once; every caller reads it from here
+        return urlsplit(self.url)  # parsed once: urlsplit keeps an LRU cache (Python 3.11+)
 
     @property
     def scheme(self) -> str:
@@ -146,15 +140,14 @@ class Endpoint:
         return capability in self.capabilities
 
 
-@dataclass(frozen=True)
-class Credential:
+class Credential(NamedTuple):
     """Credentials for one registry host. ``repr`` never shows secrets."""
 
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    identity_token: str | None = field(default=None, repr=False)
+    password: str | None = None
+    identity_token: str | None = None
     """An OAuth2 refresh token (Docker ``identitytoken``, helper username ``<token>``)."""
-    registry_token: str | None = field(default=None, repr=False)
+    registry_token: str | None = None
     """A bearer token to send as-is."""
     source: Source = DEFAULT_SOURCE
 
@@ -177,8 +170,7 @@ class Keychain(Protocol):
         """The credentials to use, or ``None`` for anonymous access."""
 
 
-@dataclass(frozen=True)
-class AuthPolicy:
+class AuthPolicy(NamedTuple):
     """Per-registry authentication settings decided by policy."""
 
     keychain: Keychain | None = None
@@ -187,8 +179,7 @@ class AuthPolicy:
     source: Source = DEFAULT_SOURCE
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """The effective policy for one reference."""
 
     reference: Reference
@@ -197,7 +188,7 @@ class Decision:
     """After ``rewriteImage``."""
     endpoints: tuple[Endpoint, ...]
     """In try order: mirrors first, the upstream last."""
-    auth: AuthPolicy = field(default_factory=AuthPolicy)
+    auth: AuthPolicy = AuthPolicy()
     rewrite_source: Source | None = None
     blocked: Source | None = None
     """Set when a ``blocked`` rule forbids this reference."""

@@ -7,8 +7,9 @@ unpacked). Every object remembers its file and line so errors and ``explain`` ca
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import yaml
@@ -85,8 +86,7 @@ class MatchImage(NamedTuple):
     type: str = "Prefix"
 
 
-@dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(NamedTuple):
     """``pkg.crossplane.io/v1beta1 ImageConfig`` plus crossfetch's ``tls`` block."""
 
     name: str
@@ -101,7 +101,8 @@ class ImageConfig:
     allow_plain_http_credentials: bool | None = None
     """crossfetch's addition (``registry.authentication.allowCredentialsOverPlainHTTP``)."""
     rewrite_prefix: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: Mapping[str, Any] = MappingProxyType({})
+    """The object as loaded."""
 
     def best_prefix(self, ref: str) -> str | None:
         """The longest of this object's prefixes that ``ref`` (as written) starts with."""
@@ -109,35 +110,40 @@ class ImageConfig:
         return max(hits, key=len) if hits else None
 
 
-@dataclass(frozen=True)
-class ConfigMap:
+class ConfigMap(NamedTuple):
     name: str
     namespace: str | None
     data: dict[str, str]
     source: Source
 
 
-@dataclass(frozen=True)
-class Secret:
+class Secret(NamedTuple):
     name: str
     namespace: str | None
     type: str
-    data: dict[str, bytes] = field(repr=False)
-    source: Source = field(default_factory=lambda: Source("secret"))
+    data: dict[str, bytes]
+    source: Source = Source("secret")
 
     def __repr__(self) -> str:
         return f"Secret(name={self.name!r}, type={self.type!r}, keys={sorted(self.data)})"
 
 
-@dataclass
 class ObjectSet:
-    """Everything loaded from ``--config`` files."""
+    """Everything loaded from ``--config`` files. ``warnings`` are what kubectl would warn
+    about (unknown fields), one line each, without ``Warning:``."""
 
-    image_configs: list[ImageConfig] = field(default_factory=list)
-    config_maps: dict[str, ConfigMap] = field(default_factory=dict)
-    secrets: dict[str, Secret] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    """What kubectl would warn about (unknown fields), one line each, without ``Warning:``."""
+    def __init__(self, image_configs: list[ImageConfig] | None = None,
+                 config_maps: dict[str, ConfigMap] | None = None,
+                 secrets: dict[str, Secret] | None = None,
+                 warnings: list[str] | None = None) -> None:
+        self.image_configs: list[ImageConfig] = [] if image_configs is None else image_configs
+        self.config_maps: dict[str, ConfigMap] = {} if config_maps is None else config_maps
+        self.secrets: dict[str, Secret] = {} if secrets is None else secrets
+        self.warnings: list[str] = [] if warnings is None else warnings
+
+    def __repr__(self) -> str:
+        return (f"ObjectSet(image_configs={self.image_configs!r}, "
+                f"config_maps={sorted(self.config_maps)}, secrets={sorted(self.secrets)})")
 
     def add_file(self, path: str | Path) -> None:
         """Load one multi-document YAML file."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -67,21 +66,30 @@ class KeychainProvider(Protocol):
         ...
 
 
-@dataclass
 class Policy:
-    """The whole policy: objects from ``--config`` files, flags and node files."""
+    """The whole policy: objects from ``--config`` files, flags and node files.
 
-    objects: ObjectSet = field(default_factory=ObjectSet)
-    ca_bundles: tuple[Path, ...] = ()
-    """``--ca-bundle`` / ``CA_BUNDLE_PATH``: added to the system roots for every TLS endpoint."""
-    ca_bundle_source: Source | None = None
-    node: NodePolicy | None = None
-    keychains: KeychainProvider | None = None
-    allow_plain_http_credentials: bool = False
-    """``--allow-plain-http-credentials``: the flag form of the opt-in."""
-    client_cert_loader: ClientCertLoader | None = None
-    crossplane: Profile | None = None
-    """Decide as this Crossplane release would (see the module docstring)."""
+    - ``ca_bundles``: ``--ca-bundle`` / ``CA_BUNDLE_PATH``, added to the system roots for
+      every TLS endpoint (``ca_bundle_source`` says which);
+    - ``allow_plain_http_credentials``: ``--allow-plain-http-credentials``, the flag form of
+      the opt-in;
+    - ``crossplane``: decide as this Crossplane release would (see the module docstring).
+    """
+
+    def __init__(self, objects: ObjectSet | None = None, ca_bundles: tuple[Path, ...] = (),
+                 ca_bundle_source: Source | None = None, node: NodePolicy | None = None,
+                 keychains: KeychainProvider | None = None,
+                 allow_plain_http_credentials: bool = False,
+                 client_cert_loader: ClientCertLoader | None = None,
+                 crossplane: Profile | None = None) -> None:
+        self.objects = ObjectSet() if objects is None else objects
+        self.ca_bundles = ca_bundles
+        self.ca_bundle_source = ca_bundle_source
+        self.node = node
+        self.keychains = keychains
+        self.allow_plain_http_credentials = allow_plain_http_credentials
+        self.client_cert_loader = client_cert_loader
+        self.crossplane = crossplane
 
     @classmethod
     def load(
@@ -236,7 +244,7 @@ class Policy:
             notes.append(note)
         endpoints.append(upstream)
         if self.ca_bundles:
-            endpoints = [replace(e, tls=replace(e.tls, ca_files=e.tls.ca_files + self.ca_bundles))
+            endpoints = [e._replace(tls=e.tls._replace(ca_files=e.tls.ca_files + self.ca_bundles))
                          for e in endpoints]
         return Decision(reference=ref, resolved=resolved, endpoints=tuple(endpoints),
                         auth=self.auth_for(resolved, resolved_text),
@@ -300,7 +308,7 @@ def _override_tls(upstream: Endpoint, ic: TLSConfig, fields: frozenset[str]
         source=ic.source)
     note = (f"{ic.source} overrides {', '.join(sorted(fields))} of the upstream's TLS "
             f"from {node.source}")
-    return replace(upstream, url=f"{tls.scheme}://{upstream.host}{upstream.path}", tls=tls), note
+    return upstream._replace(url=f"{tls.scheme}://{upstream.host}{upstream.path}", tls=tls), note
 
 
 def _check_pem_file(path: Path, source: Source | None) -> None:

@@ -21,7 +21,7 @@ import json
 import sys
 import threading
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -263,7 +263,7 @@ class RegistryAuth(Auth):
         elsewhere verified TLS with the same extra CAs, but no client certificate or headers."""
         base = f"{url.scheme}://{url.netloc}"
         if host_key(url) == host_key(URL(self.transport.effective_url(self.endpoint))):
-            return replace(self.endpoint, url=base, override_path=True, repository=None)
+            return self.endpoint._replace(url=base, override_path=True, repository=None)
         own = self.endpoint.tls
         tls = TLSConfig(mode=TLSMode.DISABLED if url.scheme == "http" else TLSMode.STRICT,
                         ca_files=own.ca_files, ca_pem=own.ca_pem, source=own.source)

@@ -19,7 +19,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Deadline:
@@ -40,8 +40,7 @@ class Deadline:
         return time.monotonic() - self.start
 
 
-@dataclass(frozen=True)
-class Floor:
+class Floor(NamedTuple):
     """The slowest a blob body may arrive: ``rate`` bytes/s, measured over ``window`` seconds
     (so a pause shorter than the window, or a slow start, is tolerated). ``rate`` 0: none."""
 

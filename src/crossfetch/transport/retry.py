@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
 from ..errors import TEMPORARY_STATUSES
 
@@ -14,8 +14,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 """Methods that may be sent twice with the effect of once (RFC 9110 §9.2.2)."""
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(NamedTuple):
     """How a failed request is tried again.
 
     - ``total``: tries after the first, per request; a blob body that breaks off is resumed
@@ -37,7 +36,7 @@ class Retry:
     retry_after_max: float = 30.0
 
     def with_total(self, total: int) -> Retry:
-        return replace(self, total=total)
+        return self._replace(total=total)
 
     def may_resend(self, method: str) -> bool:
         """Whether ``method`` may be sent again after the server may have seen it."""

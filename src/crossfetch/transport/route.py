@@ -8,8 +8,7 @@ realm gets a plain :class:`Route` of its own instead of a made-up endpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -35,8 +34,7 @@ class RouteLike(Protocol):
     def host(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """``url`` (``scheme://host[:port]``), how to speak TLS to it, extra headers. Whether plain
     HTTP may follow an HTTPS attempt is ``tls.allow_http_fallback``."""
 

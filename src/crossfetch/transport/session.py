@@ -20,7 +20,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
@@ -125,7 +124,7 @@ class Transport:
         self.timeouts = timeouts or Timeouts()
         retry = retries if isinstance(retries, Retry) else Retry(total=retries)
         if backoff is not None:
-            retry = replace(retry, backoff=backoff)
+            retry = retry._replace(backoff=backoff)
         self.retry = retry
         self.deadline = deadline
         self.floor = floor if floor is not None else Floor()

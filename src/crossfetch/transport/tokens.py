@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,16 +25,16 @@ def host_key(url: URL) -> str:
     return f"{host.lower()}:{port}"
 
 
-@dataclass
 class TokenCache:
     """Bearer tokens per (realm, service, scopes, credential identity) until they expire,
     and the last challenge seen per registry host, shared by every flow of one Transport."""
 
-    clock: Callable[[], float] = time.monotonic
-    _tokens: dict[tuple[str, ...], tuple[str, float]] = field(default_factory=dict)
-    _challenges: dict[str, Challenge] = field(default_factory=dict)
-    _locks: dict[tuple[str, ...], threading.Lock] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._challenges: dict[str, Challenge] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._lock = threading.Lock()
 
     def get(self, key: tuple[str, ...]) -> str | None:
         with self._lock:

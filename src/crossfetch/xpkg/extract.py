@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 from ..capped import read_capped
 from ..oci import (
@@ -26,8 +25,7 @@ from .meta import PACKAGE_CAP, Package
 from .stream import LAYER_CAP, read_flattened, read_package_yaml
 
 
-@dataclass(frozen=True)
-class PackageRead:
+class PackageRead(NamedTuple):
     """A package read from an image: what it says and where it came from."""
 
     package: Package

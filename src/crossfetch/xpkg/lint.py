@@ -8,9 +8,8 @@ the line where the offending document starts, and says what would fix it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import PackageError
 from .meta import META_GROUP
@@ -36,8 +35,7 @@ ALLOWED: dict[str, tuple[tuple[str, str], ...]] = {
 }
 META_VERSIONS = {"Provider": ("v1", "v1alpha1"), "Configuration": ("v1", "v1alpha1"),
                  "Function": ("v1", "v1beta1")}
-@dataclass(frozen=True)
-class Doc:
+class Doc(NamedTuple):
     """One YAML document of the package source and where it starts."""
 
     obj: Any

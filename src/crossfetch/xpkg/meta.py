@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 import yaml
 
@@ -44,8 +43,7 @@ _FEED_SLICE = 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
     """One ``spec.dependsOn`` entry, normalised to the new form."""
 
     api_version: str
@@ -63,8 +61,7 @@ class Dependency:
         return out
 
 
-@dataclass(frozen=True)
-class Package:
+class Package(NamedTuple):
     """What a ``package.yaml`` stream says. ``sha256`` is the hex digest of the stream."""
 
     api_version: str
@@ -76,7 +73,11 @@ class Package:
     annotations: dict[str, str]
     size: int
     sha256: str
-    meta: dict[str, Any] = field(repr=False, compare=False)
+    meta: dict[str, Any]
+
+    def __repr__(self) -> str:  # the meta object can be long: left out, as before
+        return (f"Package(api_version={self.api_version!r}, kind={self.kind!r}, "
+                f"name={self.name!r}, size={self.size}, sha256={self.sha256!r})")
 
     @property
     def digest(self) -> str:

@@ -14,7 +14,6 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from itertools import chain
 from typing import BinaryIO
 
@@ -275,13 +274,13 @@ def read_package_yaml(chunks: Iterable[bytes], expected_digest: str, sink: Binar
     return scanner.finish()
 
 
-@dataclass(frozen=True)
 class FlattenResult:
     """The package found by flattening, and the layer (and its index) that provided it."""
 
-    package: Package
-    layer: Descriptor
-    index: int
+    __slots__ = ("index", "layer", "package")
+
+    def __init__(self, package: Package, layer: Descriptor, index: int) -> None:
+        self.package, self.layer, self.index = package, layer, index
 
 
 def _scan_layer(desc: Descriptor, chunks: Iterable[bytes], budget: _Budget, tmp_dir: str,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...errors import ConfigError
 from ..model import ClientCert, Source
@@ -43,8 +42,7 @@ def load_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
                           "tables [name], arrays [\"a\", \"b\"])") from None
 
 
-@dataclass(frozen=True)
-class TomlLines:
+class TomlLines(NamedTuple):
     """Finds the line of a table header or a key, for error messages and ``explain``.
 
     tomllib keeps no positions, so this scans the text; it is right for the usual layout

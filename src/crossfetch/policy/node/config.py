@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...reference import DOCKER_HUB, Reference
@@ -13,15 +12,17 @@ from .hoststoml import find_host_dir, read_host_dir
 from .registriesconf import RegistriesConf
 
 
-@dataclass
 class NodeConfig:
     """Every node file given or found, answering :class:`NodePolicy` questions."""
 
-    hosts_roots: list[Path] = field(default_factory=list)
-    certs: CertsDirs = field(default_factory=lambda: CertsDirs([]))
-    registries: RegistriesConf | None = None
-    daemon: DaemonJson | None = None
-    _hosts_cache: dict[tuple[Path, str], list[Endpoint]] = field(default_factory=dict)
+    def __init__(self, hosts_roots: list[Path] | None = None, certs: CertsDirs | None = None,
+                 registries: RegistriesConf | None = None,
+                 daemon: DaemonJson | None = None) -> None:
+        self.hosts_roots: list[Path] = [] if hosts_roots is None else hosts_roots
+        self.certs = CertsDirs([]) if certs is None else certs
+        self.registries = registries
+        self.daemon = daemon
+        self._hosts_cache: dict[tuple[Path, str], list[Endpoint]] = {}
 
     def blocked(self, resolved: Reference) -> Source | None:
         return self.registries.blocked(resolved) if self.registries else None
@@ -56,13 +57,14 @@ class NodeConfig:
             entry = self.certs.for_host(ep.host)
             if entry is not None:
                 extra = tuple(p for p in entry.ca_files if p not in tls.ca_files)
-                tls = replace(tls, ca_files=tls.ca_files + extra,
-                              client=tls.client or entry.client,
-                              source=entry.source if tls.source.kind == "default" else tls.source)
+                tls = tls._replace(ca_files=tls.ca_files + extra,
+                                   client=tls.client or entry.client,
+                                   source=entry.source if tls.source.kind == "default"
+                                   else tls.source)
         insecure = self.daemon.insecure_source(ep.host) if self.daemon else None
         if insecure is not None and tls.mode is TLSMode.STRICT:
-            tls = replace(tls, mode=TLSMode.INSECURE, allow_http_fallback=True, source=insecure)
+            tls = tls._replace(mode=TLSMode.INSECURE, allow_http_fallback=True, source=insecure)
         if tls is ep.tls:
             return ep
-        return replace(ep, tls=tls, source=ep.source if ep.source.kind != "default"
-                       else tls.source)
+        return ep._replace(tls=tls, source=ep.source if ep.source.kind != "default"
+                           else tls.source)

@@ -13,7 +13,6 @@ written with a tag.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,8 +32,7 @@ class Mirror(NamedTuple):
     source: Source
 
 
-@dataclass(frozen=True)
-class RegistryEntry:
+class RegistryEntry(NamedTuple):
     prefix: str
     location: str
     insecure: bool
@@ -62,9 +60,11 @@ class RegistryEntry:
         return registry, repo
 
 
-@dataclass
 class RegistriesConf:
-    entries: list[RegistryEntry]
+    """The entries of ``registries.conf`` and its drop-ins, in file order."""
+
+    def __init__(self, entries: list[RegistryEntry]) -> None:
+        self.entries = entries
 
     def match(self, resolved: Reference) -> RegistryEntry | None:
         """The longest-prefix entry for ``resolved``; ties go to the later file (drop-ins
