@@ -44,8 +44,11 @@ PULL_MODULES = frozenset({
 # Distributions outside the standard library that may load (top-level names).
 PULL_THIRD_PARTY = frozenset({"crossfetch", "yaml", "isal"})
 # Heavy standard-library modules no pull needs (node files are off: tomllib reads
-# registries.conf/hosts.toml only when they are read).
-NEVER = ("asyncio", "tomllib", "logging", "subprocess", "concurrent", "multiprocessing",
+# registries.conf/hosts.toml only when they are read). ``dataclasses`` (and the ``inspect``,
+# ``ast`` and ``dis`` it imports) cost ~19 ms of CPU on the pull path: its records are
+# NamedTuples.
+NEVER = ("asyncio", "tomllib", "dataclasses", "inspect", "ast", "dis", "logging", "subprocess",
+         "concurrent", "multiprocessing",
          "xml", "sqlite3", "unittest", "pydoc", "decimal", "zoneinfo", "uuid", "ctypes",
          "urllib.request", "http.server", "http.cookiejar", "email.mime", "importlib.metadata",
          "gzip", "tarfile", "zipfile", "rich", "cryptography", "certifi", "grpc", "google",
