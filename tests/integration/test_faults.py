@@ -372,6 +372,18 @@ def test_corrupt_blob_always(tmp_path: Path, fault_proxy: FaultProxy,
                        "digest-mismatch")
 
 
+def test_corrupt_big_blob_always(tmp_path: Path, fault_proxy: FaultProxy,
+                                 big_package: PushedPackage) -> None:
+    """A 15 MB layer is hashed on a second thread (registry._Digester): a corrupted byte is
+    still found, after the whole blob, and nothing is kept."""
+    p = big_package
+    [f] = fault_proxy.inject(Fault("corrupt", where="blob",
+                                   path=p.built.base_layer_digest or "", times=None))
+    assert_failed(_pull(tmp_path, fault_proxy, p), tmp_path,
+                  says=("altered",), never=("cut short",))
+    assert f.hits == 2
+
+
 def test_corrupt_blob_from_a_mirror_is_fetched_from_the_upstream(
         tmp_path: Path, fault_proxy: FaultProxy, http_registry: Registry,
         packages: dict[str, PushedPackage]) -> None:
