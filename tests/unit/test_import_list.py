@@ -44,11 +44,8 @@ PULL_MODULES = frozenset({
 # Distributions outside the standard library that may load (top-level names).
 PULL_THIRD_PARTY = frozenset({"crossfetch", "yaml", "isal"})
 # Heavy standard-library modules no pull needs (node files are off: tomllib reads
-# registries.conf/hosts.toml only when they are read). ``dataclasses`` (and the ``inspect``,
-# ``ast`` and ``dis`` it imports) cost ~19 ms of CPU on the pull path: its records are
-# NamedTuples.
-NEVER = ("asyncio", "tomllib", "dataclasses", "inspect", "ast", "dis", "logging", "subprocess",
-         "concurrent", "multiprocessing",
+# registries.conf/hosts.toml only when they are read).
+NEVER = ("asyncio", "tomllib", "logging", "subprocess", "concurrent", "multiprocessing",
          "xml", "sqlite3", "unittest", "pydoc", "decimal", "zoneinfo", "uuid", "ctypes",
          "urllib.request", "http.server", "http.cookiejar", "email.mime", "importlib.metadata",
          "gzip", "tarfile", "zipfile", "rich", "cryptography", "certifi", "grpc", "google",
@@ -70,6 +67,10 @@ DOCTOR_EXTRA = frozenset({
 })
 DOCTOR_NEVER = ("tempfile", "queue", "tomllib", "crossfetch.trust", "crossfetch.doctor.netpol",
                 "crossfetch.doctor.runtime", "crossfetch.cri", "crossfetch.transport.challenge")
+
+# ``dataclasses`` (and the ``inspect``, ``ast`` and ``dis`` it imports) cost ~19 ms of CPU on the
+# pull path: the pull path's records are NamedTuples.
+PULL_NEVER = ("dataclasses", "inspect", "ast", "dis")
 
 PROBE = """
 import sys
@@ -162,7 +163,7 @@ def test_a_plain_http_pull_imports_only_the_pinned_modules(registry: str, tmp_pa
     third = {m.split(".")[0] for m in mods} - set(sys.stdlib_module_names)
     third = {m for m in third if not m.startswith("_") and m != "cython_runtime"}
     assert third == PULL_THIRD_PARTY
-    for heavy in NEVER:
+    for heavy in (*NEVER, *PULL_NEVER):
         assert heavy not in mods, f"{heavy} imported by a plain-HTTP pull"
 
 
