@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..reference import Reference
@@ -67,13 +66,14 @@ def credential_secrets(cred: Credential | None) -> list[str]:
     return out
 
 
-@dataclass(eq=False)
 class FlagSource(CredentialSource):
     """``--username`` and ``--password-stdin``: for the reference's own registry only."""
 
-    registry: str
-    username: str
-    password: str = field(repr=False)
+    def __init__(self, registry: str, username: str, password: str) -> None:
+        self.registry, self.username, self.password = registry, username, password
+
+    def __repr__(self) -> str:
+        return f"FlagSource(registry={self.registry!r}, username={self.username!r})"
 
     def _source(self) -> Source:
         return Source("flag", "--username/--password-stdin")
@@ -93,12 +93,11 @@ class FlagSource(CredentialSource):
 # --- the keychain -----------------------------------------------------------------------
 
 
-@dataclass(eq=False)
 class SourceKeychain:
     """The :class:`~crossfetch.policy.model.Keychain` of one resolved reference."""
 
-    repository: str
-    sources: tuple[CredentialSource, ...]
+    def __init__(self, repository: str, sources: tuple[CredentialSource, ...]) -> None:
+        self.repository, self.sources = repository, sources
 
     def describe(self, registry: str) -> Source | None:
         for s in self.sources:

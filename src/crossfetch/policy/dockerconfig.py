@@ -9,7 +9,6 @@ import binascii
 import json
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +95,14 @@ class CredentialSource:
         raise NotImplementedError
 
 
-@dataclass(eq=False)
 class AuthsSource(CredentialSource):
     """A parsed ``auths`` map: a pull Secret, a ``--pull-secret`` file."""
 
-    auths: dict[str, Any] = field(repr=False)
-    source: Source
-    kubelet: bool = True
+    def __init__(self, auths: dict[str, Any], source: Source, kubelet: bool = True) -> None:
+        self.auths, self.source, self.kubelet = auths, source, kubelet
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"AuthsSource(source={self.source}, kubelet={self.kubelet})"
 
     def describe(self, registry: str, repository: str) -> Source | None:
         key = match_auths(self.auths, registry, repository, kubelet=self.kubelet)

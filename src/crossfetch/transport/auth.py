@@ -21,8 +21,7 @@ import json
 import sys
 import threading
 from collections.abc import Generator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlencode
 
 from ..capped import read_capped
@@ -75,8 +74,7 @@ def merge_scopes(*groups: str | None) -> tuple[str, ...]:
 # --- the flow -----------------------------------------------------------------------------
 
 
-@dataclass
-class _Sent:
+class _Sent(NamedTuple):
     """What the flow put on the last request it sent."""
 
     header: str | None = None

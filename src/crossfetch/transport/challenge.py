@@ -9,7 +9,7 @@ malformed raises :class:`MalformedChallenge` (a crossfetch error), never a Pytho
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..errors import AuthError
 
@@ -27,12 +27,11 @@ class MalformedChallenge(AuthError):
     default_cause = "malformed-challenge"
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(NamedTuple):
     """One challenge: the scheme (lower-cased) and its parameters (names lower-cased)."""
 
     scheme: str
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str]
     token68: str | None = None
 
     def get(self, name: str, default: str | None = None) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,8 +31,7 @@ class InsecureEntry(NamedTuple):
     source: Source
 
 
-@dataclass(frozen=True)
-class DaemonJson:
+class DaemonJson(NamedTuple):
     path: Path
     insecure: tuple[InsecureEntry, ...]
     mirrors: tuple[tuple[str, Source], ...]
