@@ -11,6 +11,7 @@ takes any patch release of a modelled minor.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import NamedTuple
@@ -112,6 +113,7 @@ class Row(NamedTuple):
     source: str
 
 
+@functools.cache  # ~60 versions, asked ~1,000 times for one profile
 def _vtuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.lstrip("v").split("."))
 
