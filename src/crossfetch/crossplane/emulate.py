@@ -126,27 +126,19 @@ def crossplane_fix(err: CrossfetchError, profile: Profile, registry: str, *,
     HTTP by the route go-containerregistry's rule leaves open."""
     from ..fixes import Audience, Step, causes, for_error
     from ..fixes.fix import Fix
-    from ..fixes.imageconfig import imageconfig_yaml
-    from ..fixes.names import object_name
 
     steps: list[Step] = []
     cp = f"Crossplane {profile.version}"
     if err.cause == "plain-http" and not speaks_http:
         port = registry.rpartition(":")[2] if ":" in registry.strip("[]") else "<port>"
-        to = f"<registry-service-cluster-ip>:{port}/"
+        to = f"{causes.CLUSTER_IP}:{port}/"
         title = (f"{cp} speaks plain HTTP only to the hosts in its go-containerregistry's rule "
                  "(RFC 1918 addresses among them): reach the registry by its Service's "
-                 "ClusterIP (kubectl get svc -n <namespace> <registry-service> -o "
-                 "jsonpath='{.spec.clusterIP}')")
-        if profile.rewrite_image:
-            steps.append(Step(Audience.CROSSPLANE, title + ", keeping the package name:",
-                              imageconfig_yaml(f"{registry}/",
-                                               name=object_name(registry, "rewrite"),
-                                               rewrite=to)))
-        else:
-            steps.append(Step(Audience.CROSSPLANE,
-                              title + f"; {cp} has no rewriteImage, so write spec.package as "
-                              f"{to}<repository>:<tag>"))
+                 f"ClusterIP ({causes.CLUSTER_IP_HOW})")
+        steps.append(causes.rewrite_route(
+            registry, to, profile, with_rewrite=title + ", keeping the package name:",
+            without=title + f"; {cp} has no rewriteImage, so write spec.package as "
+            f"{to}<repository>:<tag>"))
     fix = for_error(err, profile, crossplane_speaks_http=speaks_http)
     if err.cause == "unauthorized" and registry:
         fix = causes.unauthorized(registry, target=profile)

@@ -47,6 +47,25 @@ def _port(registry: str) -> str | None:
     return port if colon and port.isdigit() else None
 
 
+CLUSTER_IP = "<registry-service-cluster-ip>"
+"""The registry Service's ClusterIP: an RFC 1918 address, so plain HTTP in every release's
+go-containerregistry rule."""
+CLUSTER_IP_HOW = ("kubectl get svc -n <namespace> <registry-service> -o "
+                  "jsonpath='{.spec.clusterIP}'")
+
+
+def rewrite_route(registry: str, to: str, target: Target | None, *, with_rewrite: str,
+                  without: str) -> Step:
+    """Send ``registry``'s packages to ``to`` (``host:port/``): an ImageConfig
+    ``rewriteImage`` where the targeted version has it (step text ``with_rewrite``), else
+    the words ``without`` (the package must name ``to`` itself)."""
+    if _has(target, "rewrite_image"):
+        return Step(Audience.CROSSPLANE, with_rewrite,
+                    imageconfig_yaml(f"{registry}/", name=object_name(registry, "rewrite"),
+                                     rewrite=to))
+    return Step(Audience.CROSSPLANE, without)
+
+
 def loopback(registry: str, host: str, *, is_ip: bool, resolver_maps: bool = True,
              plain_http: bool = False, target: Target | None = None) -> Fix:
     """The name or address reaches the pod itself inside a cluster: give the cluster a route."""
@@ -64,26 +83,19 @@ def loopback(registry: str, host: str, *, is_ip: bool, resolver_maps: bool = Tru
             # go-containerregistry v0.21.6 (PR #2281) dropped *.local from its plain-HTTP
             # rule: a Service DNS name would be tried over HTTPS only. An RFC 1918 ClusterIP
             # keeps plain HTTP.
-            to = f"<registry-service-cluster-ip>:{port}/"
+            to = f"{CLUSTER_IP}:{port}/"
             why = (f" by its Service's ClusterIP ({cp} speaks plain HTTP to RFC 1918 addresses, "
-                   "not to *.svc.cluster.local names; kubectl get svc -n <namespace> "
-                   "<registry-service> -o jsonpath='{.spec.clusterIP}')")
+                   f"not to *.svc.cluster.local names; {CLUSTER_IP_HOW})")
         else:
             to = f"{cluster.SERVICE_PLACEHOLDER}:{port}/"
             why = ""
-        if _has(target, "rewrite_image"):
-            steps.append(Step(
-                Audience.CROSSPLANE,
-                f"{cp}: {host} is the pod itself inside a cluster. Keep the reference and rewrite "
-                f"it to an address pods can reach{why}:",
-                imageconfig_yaml(f"{registry}/", name=object_name(registry, "rewrite"),
-                                 rewrite=to)))
-        else:
-            steps.append(Step(
-                Audience.CROSSPLANE,
-                f"{cp}: {host} is the pod itself inside a cluster, and this version cannot "
-                f"rewrite a package reference: reference the package by an address pods can "
-                f"reach{why}, e.g. {to}<repository>:<tag>"))
+        lead = f"{cp}: {host} is the pod itself inside a cluster"
+        steps.append(rewrite_route(
+            registry, to, target,
+            with_rewrite=f"{lead}. Keep the reference and rewrite it to an address pods can "
+            f"reach{why}:",
+            without=f"{lead}, and this version cannot rewrite a package reference: reference "
+            f"the package by an address pods can reach{why}, e.g. {to}<repository>:<tag>"))
         return Fix(tuple(steps))
     steps += [
         Step(Audience.CLUSTER,
