@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import deque
 from collections.abc import Iterator
-from typing import Any, BinaryIO, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 
 import yaml
 
 from ..errors import LimitExceeded, PackageError
+
+if TYPE_CHECKING:
+    from .parallel import Helper
 
 PACKAGE_CAP = 200 * 1024 * 1024
 """Crossplane reads at most 200 MiB of package stream."""
@@ -40,6 +44,8 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # a malformed explicit !!timestamp AttributeError. All of them mean "not valid YAML".
 _YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, AttributeError)
 _FEED_SLICE = 1024 * 1024
+_BACKLOG = 8 * 1024 * 1024
+"""Bytes of documents held behind one the helper process has not answered before waiting."""
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -404,12 +410,29 @@ def _meta_kind_check(api: str, kind: str, where: str) -> None:
                            fix="use a meta kind and version Crossplane understands")
 
 
+class _Pending:
+    """A document parsed out of order (by the helper process, or while it works)."""
+
+    __slots__ = ("doc", "line", "plain", "result", "waiting", "where")
+
+    def __init__(self, doc: bytes, where: str, line: int, plain: bool) -> None:
+        self.doc, self.where, self.line, self.plain = doc, where, line, plain
+        self.waiting = False  # sent to the helper, no answer yet
+        # (apiVersion, kind), the error the parent's parse raised, or None: parse it again.
+        self.result: tuple[str, str] | Exception | None = None
+
+
 class PackageScanner:
     """Incremental reader of a package stream: feed chunks, then :meth:`finish`.
 
     Every document is parsed as it completes (as Crossplane does), the one meta object is
     kept for :meth:`finish`, the others are counted by kind and linted against the meta
     object's package type. Results do not depend on how the stream is split into chunks.
+
+    With :attr:`helper` set (a :class:`crossfetch.xpkg.parallel.Helper`), a child process
+    parses a share of the documents; results are still taken in stream order, so the first
+    failing document decides the error, exactly as without it. Call :meth:`close` when the
+    scanner is abandoned before :meth:`finish`.
     """
 
     def __init__(self, *, max_bytes: int = PACKAGE_CAP, max_meta_bytes: int = META_CAP,
@@ -431,6 +454,10 @@ class PackageScanner:
         # What _SCAN saw of the unfinished document's top-level lines (see _plain_top_keys).
         self._kinds = self._versions = 0
         self._hidden = False
+        self.helper: Helper | None = None
+        self._pending: deque[_Pending] = deque()  # in stream order, not yet recorded
+        self._held = 0  # bytes of documents in _pending
+        self._sent: deque[_Pending] = deque()  # those waiting for the helper, in order
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add the next bytes of the stream."""
@@ -504,8 +531,69 @@ class PackageScanner:
             return
         where = _where(self._index, line)
         self._index += 1
-        api, kind = _identify(doc, where, line, MAX_ALIASES, plain)
-        self._record(doc, api, kind, where)
+        helper = self.helper
+        if helper is None:
+            api, kind = _identify(doc, where, line, MAX_ALIASES, plain)
+            self._record(doc, api, kind, where)
+            return
+        p = _Pending(doc, where, line, plain)
+        if helper.offer(doc, plain):
+            p.waiting = True
+            self._sent.append(p)
+        elif not self._pending:  # nothing before it is unanswered: take it now
+            api, kind = _identify(doc, where, line, MAX_ALIASES, plain)
+            self._record(doc, api, kind, where)
+            return
+        else:
+            try:
+                p.result = _identify(doc, where, line, MAX_ALIASES, plain)
+            except Exception as e:  # raised in its turn, after the helper's earlier answers
+                p.result = e
+        self._pending.append(p)
+        self._held += len(doc)
+        # A failure waits for the helper's earlier answers; so does a backlog that grew
+        # behind an unanswered document (the wait has a deadline: memory stays bounded).
+        block = isinstance(p.result, Exception) or self._held > _BACKLOG
+        if block or not self._index % 16:  # answers are read in between when the window fills
+            self._settle(helper.poll())
+            self._drain(block)
+
+    def _settle(self, answers: list[tuple[str, str] | None]) -> None:
+        """Hand the helper's answers to the documents it was sent, in order."""
+        sent = self._sent
+        for answer in answers:
+            p = sent.popleft()
+            p.waiting = False
+            p.result = answer
+        if self.helper is not None and self.helper.dead:  # the parent parses the rest
+            for p in sent:
+                p.waiting = False
+            sent.clear()
+
+    def _drain(self, block: bool) -> None:
+        """Record the documents at the front whose verdict is known, in stream order; with
+        ``block``, wait for the helper until none is left."""
+        pending = self._pending
+        while pending:
+            p = pending[0]
+            if p.waiting:
+                if not block or self.helper is None:
+                    return
+                self._settle(self.helper.wait())
+                continue
+            pending.popleft()
+            self._held -= len(p.doc)
+            result = p.result
+            if isinstance(result, Exception):
+                raise result
+            if result is None:  # the helper could not parse it, or is gone: the parent decides
+                result = _identify(p.doc, p.where, p.line, MAX_ALIASES, p.plain)
+            self._record(p.doc, result[0], result[1], p.where)
+
+    def close(self) -> None:
+        """Stop the helper process, if any (idempotent; :meth:`finish` does it too)."""
+        if self.helper is not None:
+            self.helper.close()
 
     def _record(self, doc: bytes, api: str, kind: str, where: str) -> None:
         """Take one parsed document, in stream order: the meta object, or one more object."""
@@ -545,7 +633,11 @@ class PackageScanner:
         self._split(b"\n")  # a separator on the last line needs its newline
         last = bytes(self._buf[1:-1])
         self._buf = bytearray(b"\n")
-        self._document(last)
+        try:
+            self._document(last)
+            self._drain(block=True)
+        finally:
+            self.close()
         if self._meta is None:
             if not self._counts:
                 raise PackageError("package.yaml holds no objects", cause="empty-package",
