@@ -14,14 +14,18 @@ import io
 import itertools
 import os
 import signal
+import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from crossfetch.errors import LimitExceeded, PackageError
-from crossfetch.xpkg import parallel, read_package_yaml
+from crossfetch.oci import Descriptor
+from crossfetch.xpkg import parallel, read_flattened, read_package_yaml
 from crossfetch.xpkg import stream as xstream
 from crossfetch.xpkg.meta import PackageScanner
 from tests.support.testdata import TESTDATA
@@ -253,3 +257,44 @@ def test_read_package_yaml_uses_a_helper_for_a_big_stream_and_reaps_it(
     assert helpers[0].answered > 0
     assert helpers[0].dead
     assert reaped(helpers[0].pid)
+
+
+def test_read_flattened_uses_a_helper_for_a_big_stream_and_reaps_it(
+        helpers: list[parallel.Helper], tmp_path: Path) -> None:
+    data = stream(BIG_DOCS)
+    blob = _layer(data)
+    d = Descriptor("application/vnd.oci.image.layer.v1.tar+gzip",
+                   "sha256:" + hashlib.sha256(blob).hexdigest(), len(blob))
+    sink = io.BytesIO()
+    got = read_flattened([(d, _chunks(blob))], sink, tmp_dir=tmp_path)
+    assert got.package.to_dict() == serial(data)
+    assert sink.getvalue() == data
+    assert len(helpers) == 1
+    assert helpers[0].answered > 0
+    assert reaped(helpers[0].pid)
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (it exited; its new parent reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_the_child_exits_when_its_parent_is_killed() -> None:
+    code = ("import time; from crossfetch.xpkg import parallel; h = parallel.start(); "
+            "print(h.pid, flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid)

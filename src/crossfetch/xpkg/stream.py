@@ -353,11 +353,18 @@ def read_flattened(layers: Sequence[tuple[Descriptor, Iterable[bytes]]], sink: B
                 fix="this image is not a Crossplane package; build it with "
                 "`crossplane xpkg build`")
         scanner = PackageScanner(max_bytes=max_package_bytes)
-        with open(best[0], "rb") as f:
-            while block := f.read(_OUT_CHUNK):
-                sink.write(block)
-                scanner.feed(block)
-        return FlattenResult(scanner.finish(), layers[best[1]][0], best[1])
+        try:
+            if os.path.getsize(best[0]) >= _PARALLEL_MIN:
+                from .parallel import start
+
+                scanner.helper = start()
+            with open(best[0], "rb") as f:
+                while block := f.read(_OUT_CHUNK):
+                    sink.write(block)
+                    scanner.feed(block)
+            return FlattenResult(scanner.finish(), layers[best[1]][0], best[1])
+        finally:
+            scanner.close()
     finally:
         if best is not None and os.path.exists(best[0]):
             os.unlink(best[0])
