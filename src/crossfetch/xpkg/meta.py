@@ -457,7 +457,8 @@ class PackageScanner:
         self.helper: Helper | None = None
         self._pending: deque[_Pending] = deque()  # in stream order, not yet recorded
         self._held = 0  # bytes of documents in _pending
-        self._sent: deque[_Pending] = deque()  # those waiting for the helper, in order
+        self._sent: deque[_Pending] = deque()  # those sent to the helper, in order
+        self._stolen = 0  # how many at the end of _sent the parent took back
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add the next bytes of the stream."""
@@ -563,12 +564,16 @@ class PackageScanner:
         sent = self._sent
         for answer in answers:
             p = sent.popleft()
+            if not p.waiting:  # the parent took it back: its own result stands
+                self._stolen -= 1
+                continue
             p.waiting = False
             p.result = answer
         if self.helper is not None and self.helper.dead:  # the parent parses the rest
             for p in sent:
                 p.waiting = False
             sent.clear()
+            self._stolen = 0
 
     def _drain(self, block: bool) -> None:
         """Record the documents at the front whose verdict is known, in stream order; with
@@ -577,9 +582,22 @@ class PackageScanner:
         while pending:
             p = pending[0]
             if p.waiting:
-                if not block or self.helper is None:
+                helper = self.helper
+                if not block or helper is None:
                     return
-                self._settle(self.helper.wait())
+                answers = helper.poll()
+                if not answers and not helper.dead and len(self._sent) - self._stolen > 1:
+                    # Rather than wait, take back the last document the child has not
+                    # answered (the stream's tail is shared instead of waited for).
+                    q = self._sent[-1 - self._stolen]
+                    self._stolen += 1
+                    q.waiting = False
+                    try:
+                        q.result = _identify(q.doc, q.where, q.line, MAX_ALIASES, q.plain)
+                    except Exception as e:
+                        q.result = e
+                    continue
+                self._settle(answers or helper.wait())
                 continue
             pending.popleft()
             self._held -= len(p.doc)

@@ -37,6 +37,7 @@ STALL = 10.0
 declared stuck, killed, and its documents parsed by the parent. libyaml runs at ~50 MB/s."""
 SLOW_RATE = 5 * 1024 * 1024
 _PIPE_SIZE = 1024 * 1024
+_BATCH = 128 * 1024
 _F_SETPIPE_SZ = 1031  # Linux fcntl; elsewhere the default pipe size is used
 HELLO = b"crossfetch-yaml-helper 1\n"
 _HEAD = struct.Struct("!IB")  # document length, plain_keys flag
@@ -77,6 +78,7 @@ class Helper:
         os.set_blocking(to_child, False)
         os.set_blocking(from_child, False)
         self._out: deque[memoryview] = deque()  # bytes not yet written to the pipe
+        self._unsent = 0  # document bytes offered since the last flush
         self._in = bytearray()  # answer bytes not yet decoded
         self._hello = False  # HELLO was read
         self.answered = 0  # answers received
@@ -105,7 +107,10 @@ class Helper:
         self._out.append(memoryview(doc))
         self._sizes.append(n)
         self._inflight += n
-        self._flush()
+        self._unsent += n
+        # Written in batches (fewer system calls), at once when the child may run short.
+        if self._unsent >= _BATCH or self._inflight - self._unsent < _BATCH:
+            self._flush()
         return True
 
     def poll(self) -> list[tuple[str, str] | None]:
@@ -152,6 +157,7 @@ class Helper:
     # -- pipes ---------------------------------------------------------------------------------
 
     def _flush(self) -> None:
+        self._unsent = 0
         out = self._out
         while out:
             try:
@@ -267,6 +273,7 @@ def main() -> int:
         buf += data
         pos = 0
         view = memoryview(buf)
+        answers: list[bytes] = []
         while len(buf) - pos >= _HEAD.size:
             n, plain = _HEAD.unpack_from(buf, pos)
             start = pos + _HEAD.size
@@ -282,7 +289,12 @@ def main() -> int:
                 a = api.encode("utf-8", "surrogatepass")
                 k = kind.encode("utf-8", "surrogatepass")
                 answer = _ANSWER.pack(b"+", n, len(a), len(k)) + a + k
-            _write_all(1, answer)
+            answers.append(answer)
+            if len(answers) >= 16:  # answered in small batches: the parent's window moves on
+                _write_all(1, b"".join(answers))
+                answers.clear()
+        if answers:  # before a read that may wait
+            _write_all(1, b"".join(answers))
         view.release()
         del buf[:pos]
     return 0
