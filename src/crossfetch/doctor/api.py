@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CrossfetchError, HTTPStatusError, Unauthorized
@@ -64,14 +63,14 @@ class _SystemTemp:
         return tempfile.gettempdir()
 
 
-@dataclass
 class ApiState:
     """What the HTTP stages learned, for the stages after them."""
 
-    ping_status: int = 0
-    challenge: dict[str, str] | None = None
-    digest: str | None = None
-    manifest: tuple[bytes, str, str] | None = None
+    def __init__(self) -> None:
+        self.ping_status = 0
+        self.challenge: dict[str, str] | None = None
+        self.digest: str | None = None
+        self.manifest: tuple[bytes, str, str] | None = None
 
 
 class ApiStages:

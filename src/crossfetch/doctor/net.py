@@ -12,7 +12,6 @@ import functools
 import ipaddress
 import socket
 import ssl
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import CrossfetchError
@@ -32,20 +31,23 @@ MAX_ADDRESSES = 4
 """Addresses tried by the TCP stage (a name with dozens of records must not multiply time)."""
 
 
-@dataclass
 class Target:
     """Where one endpoint lives, and what the stages learned about it."""
 
-    registry: str
-    """``host[:port]`` as in references (IPv6 in brackets)."""
-    host: str
-    port: int
-    scheme: str
-    addresses: list[str] = field(default_factory=list)
-    connected: str | None = None
-    chain: list[CertInfo] = field(default_factory=list)
-    answers: dict[str, bytes] = field(default_factory=dict)
-    """What each address answered a TLS ClientHello with (:meth:`first_bytes`)."""
+    def __init__(self, registry: str, host: str, port: int, scheme: str) -> None:
+        self.registry = registry
+        """``host[:port]`` as in references (IPv6 in brackets)."""
+        self.host = host
+        self.port = port
+        self.scheme = scheme
+        self.addresses: list[str] = []
+        self.connected: str | None = None
+        self.chain: list[CertInfo] = []
+        self.answers: dict[str, bytes] = {}
+        """What each address answered a TLS ClientHello with (:meth:`first_bytes`)."""
+
+    def __repr__(self) -> str:
+        return f"Target({self.scheme}://{self.registry}, addresses={self.addresses})"
 
     def first_bytes(self, addr: str, timeout: float) -> bytes:
         """The first bytes ``addr`` answers a ClientHello with, probed once per run: the dns

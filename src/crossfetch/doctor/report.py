@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -21,22 +20,32 @@ DIRECT_ONLY = frozenset({"dns", "tcp", "tls", "registry", "auth", "manifest"})
 """Stages the node path (``--via cri``) leaves to the runtime; ``runtime`` is its own."""
 
 
-@dataclass
 class Check:
-    """One stage's verdict."""
+    """One stage's verdict (mutable: a later stage may soften a failure to a warning).
 
-    name: str
-    status: Status
-    cause: str | None = None
-    """Machine-readable reason for ``fail``/``warn`` (e.g. ``untrusted-certificate``)."""
-    detail: str = ""
-    fix: str | None = None
-    """Ready-to-paste configuration or commands."""
-    seconds: float = 0.0
-    method: str | None = None
-    """``HEAD`` or ``GET`` for the two ``manifest`` checks."""
-    data: dict[str, Any] = field(default_factory=dict)
-    """Structured evidence (addresses, certificate, challenge, verdicts)."""
+    A plain class, as the other records on the doctor's path: ``dataclasses`` would add its
+    own import (and ``inspect``'s) to every run."""
+
+
+    def __init__(self, name: str, status: Status, cause: str | None = None, detail: str = "",
+                 fix: str | None = None, seconds: float = 0.0, method: str | None = None,
+                 data: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.status = status
+        self.cause = cause
+        """Machine-readable reason for ``fail``/``warn`` (e.g. ``untrusted-certificate``)."""
+        self.detail = detail
+        self.fix = fix
+        """Ready-to-paste configuration or commands."""
+        self.seconds = seconds
+        self.method = method
+        """``HEAD`` or ``GET`` for the two ``manifest`` checks."""
+        self.data: dict[str, Any] = {} if data is None else data
+        """Structured evidence (addresses, certificate, challenge, verdicts)."""
+
+    def __repr__(self) -> str:
+        return (f"Check({self.label!r}, {self.status.value}, cause={self.cause!r}, "
+                f"detail={self.detail[:60]!r})")
 
     @property
     def label(self) -> str:
@@ -53,16 +62,21 @@ class Check:
         return out
 
 
-@dataclass
 class Verdict:
     """Whether a given Crossplane release would pull the package, and why (not)."""
 
-    version: str
-    ok: bool
-    cause: str | None = None
-    detail: str = ""
-    fix: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, version: str, ok: bool, cause: str | None = None, detail: str = "",
+                 fix: str | None = None, data: dict[str, Any] | None = None) -> None:
+        self.version = version
+        self.ok = ok
+        self.cause = cause
+        self.detail = detail
+        self.fix = fix
+        self.data: dict[str, Any] = {} if data is None else data
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.version!r}, ok={self.ok}, cause={self.cause!r})"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version, "ok": self.ok, "cause": self.cause,
@@ -72,17 +86,22 @@ class Verdict:
         return out
 
 
-@dataclass
 class Report:
     """Everything ``doctor`` found for one reference."""
 
-    reference: str
-    checks: list[Check] = field(default_factory=list)
-    seconds: float = 0.0
-    crossplane: Verdict | None = None
-    """The second verdict: would that Crossplane release, in its pod, pull this?"""
-    interrupted: bool = False
-    """Ctrl-C stopped the run; the finished checks are kept."""
+
+    def __init__(self, reference: str, checks: list[Check] | None = None, seconds: float = 0.0,
+                 crossplane: Verdict | None = None, interrupted: bool = False) -> None:
+        self.reference = reference
+        self.checks: list[Check] = [] if checks is None else checks
+        self.seconds = seconds
+        self.crossplane = crossplane
+        """The second verdict: would that Crossplane release, in its pod, pull this?"""
+        self.interrupted = interrupted
+        """Ctrl-C stopped the run; the finished checks are kept."""
+
+    def __repr__(self) -> str:
+        return f"Report({self.reference!r}, ok={self.ok}, checks={len(self.checks)})"
 
     @property
     def ok(self) -> bool:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class Target(Protocol):
@@ -38,8 +37,7 @@ class Audience(enum.StrEnum):
     """The registry itself (its certificate, its content)."""
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One thing to do: a one-line ``title`` and paste-ready ``body`` (commands, YAML, TOML)."""
 
     audience: Audience
@@ -50,8 +48,7 @@ class Step:
         return {"audience": self.audience.value, "title": self.title, "body": self.body}
 
 
-@dataclass(frozen=True)
-class Fix:
+class Fix(NamedTuple):
     """Steps in the order to try them; :meth:`text` is what ``fix:`` prints."""
 
     steps: tuple[Step, ...]

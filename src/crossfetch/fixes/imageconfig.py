@@ -8,8 +8,7 @@ that writes them for a person labels the step with :data:`~.fix.CROSSFETCH_ONLY`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .names import object_name
 
@@ -17,8 +16,7 @@ API_VERSION = "pkg.crossplane.io/v1beta1"
 KIND = "ImageConfig"
 
 
-@dataclass(frozen=True)
-class TLS:
+class TLS(NamedTuple):
     """crossfetch's ``spec.registry.tls`` block (the upstream design proposal's field names)."""
 
     mode: str | None = None
