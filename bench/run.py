@@ -319,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (VENV_BIN / "crossfetch").exists():
         sys.exit("bench: .venv/bin/crossfetch is missing; run scripts/bootstrap first")
     need("hyperfine", "hyperfine")
+    # An installed wheel has its bytecode; an editable checkout run with
+    # PYTHONDONTWRITEBYTECODE=1 would compile every module in every timed process (~100 ms).
+    subprocess.run([str(VENV_BIN / "python"), "-m", "compileall", "-q",
+                    str(ROOT / "src" / "crossfetch")], check=True)
     peer_py = None
     if "blob" in chosen or "scaling" in chosen:
         peer_py = peer_python(args.peer_venv,
