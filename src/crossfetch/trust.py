@@ -15,9 +15,8 @@ import re
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import (
     ConfigError,
@@ -39,8 +38,7 @@ _FP_RE = re.compile(r"^([0-9a-f]{64})$")
 _PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\s.+?-----END CERTIFICATE-----", re.S)
 
 
-@dataclass(frozen=True)
-class CertInfo:
+class CertInfo(NamedTuple):
     """What a user needs to decide whether to trust one certificate."""
 
     der: bytes
@@ -400,8 +398,7 @@ def load_secret_certs(path: str | Path) -> tuple[list[CertInfo], str]:
 # --- emitters --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrustNames:
+class TrustNames(NamedTuple):
     """Names used in emitted configuration."""
 
     registry: str

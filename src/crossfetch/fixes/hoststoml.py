@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .names import CA_KEY, CERTS_D, containerd_hosts_dir, toml_str
 
@@ -16,8 +16,7 @@ CONFIG_PATH_NOTE = (
 )
 
 
-@dataclass(frozen=True)
-class Host:
+class Host(NamedTuple):
     """One host's settings; ``comments`` say what the format cannot express for it."""
 
     url: str
