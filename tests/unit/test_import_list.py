@@ -124,6 +124,31 @@ def _handler(pkg: BuiltPackage) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The same registry over HTTPS, and the file of the CA that signed its certificate."""
+    import ssl
+
+    import trustme
+
+    work = tmp_path_factory.mktemp("tls")
+    pkg = function_with_runtime(work / "pkg", 1)
+    ca = trustme.CA()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    ca.cert_pem.write_to_path(str(work / "ca.crt"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(pkg))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", work / "ca.crt"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pkg = function_with_runtime(tmp_path_factory.mktemp("pkg"), 1)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(pkg))
@@ -195,3 +220,15 @@ def test_a_healthy_plain_http_doctor_imports_no_more_than_pinned(registry: str,
         == PULL_THIRD_PARTY  # no cryptography: a plain-HTTP run reads no certificate
     for heavy in (*NEVER, *PULL_NEVER, *DOCTOR_NEVER):
         assert heavy not in mods, f"{heavy} imported by a healthy plain-HTTP doctor"
+
+
+def test_a_healthy_https_doctor_reads_the_certificate_but_imports_no_dataclasses(
+        tls_registry: tuple[str, Path]) -> None:
+    registry, ca = tls_registry
+    code, mods = loaded(["doctor", f"{registry}/fns/f:v1", "--ca-bundle", str(ca),
+                         "--no-node-config", "-O", "json"])
+    assert code == "0"
+    # The tls stage describes the certificate it verified: that is cryptography's work.
+    assert "cryptography" in mods and "crossfetch.trust" in mods
+    for heavy in (*PULL_NEVER, "tempfile", "queue", "tomllib", "certifi"):
+        assert heavy not in mods, f"{heavy} imported by a healthy HTTPS doctor"
