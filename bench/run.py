@@ -128,17 +128,25 @@ def scenario_provider(t: Target, work: Path, built: pk.BuiltPackage,
     url = t.blob_url("bench/provider", built.base_layer_digest)
     out_curl = work / "prov-curl.tar"
     curl = " ".join(t.curl())
+    unchecked = work / "prov-cache-unchecked"
     tools = [
         _crossfetch_pull(t, ref, work / "prov-package.yaml", work / "prov-cache"),
         Tool("curl | gzip -d", ["bash", "-o", "pipefail", "-c",
                                 f"{curl} '{url}' | gzip -d > '{out_curl}'"]),
+        # Attribution, not a peer: the same pull without libyaml's pass over each document.
+        Tool("crossfetch pull (documents unchecked)",
+             [str(VENV_BIN / "python"), str(CLIENTS / "pull_unchecked.py"), "pull", ref,
+              "--config", str(t.policy), "-o", str(work / "prov-unchecked.yaml"),
+              "--pull-policy", "Always", "--cache-dir", str(unchecked)], reset=unchecked),
     ]
     series = measure(tools, runs)
     _check(work / "prov-package.yaml", built.package_yaml)
     return report.scenario(
         "provider", t.name, series, reference="curl | gzip -d",
-        notes="curl | gzip -d writes the layer's tar; crossfetch verifies digests, parses the "
-        "meta object, counts objects, stores package.yaml in its cache and copies it to -o",
+        notes="curl | gzip -d writes the layer's tar; crossfetch verifies digests, parses every "
+        "document (as Crossplane does), stores package.yaml in its cache and copies it to -o; "
+        "'documents unchecked' is the same pull without libyaml's pass over each document "
+        "(bench/clients/pull_unchecked.py, attribution only)",
         targets=[report.ratio_target("crossfetch pull", "curl | gzip -d", "<=", 0.6),
                  report.rss_target("crossfetch pull", 64e6)],
         sizes={"package_yaml_bytes": len(built.package_yaml),
