@@ -36,11 +36,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "to a registry."),
 }
 
-SHORT_LIVED = frozenset({"doctor"})
+SHORT_LIVED = frozenset({"doctor", "pull"})
 """Commands whose process ends with them and makes few reference cycles. When one is the
 process's own command line, the cyclic collector is off while it runs (its passes over the
-objects the imports make free nothing, and cost ~15% of a healthy doctor run), and what it made
-is frozen before the interpreter exits, so its last collection skips them."""
+objects the imports make free nothing, and cost ~15% of a healthy doctor run and ~8 ms of CPU of
+a small pull), and what it made is frozen before the interpreter exits, so its last collection
+skips them. A pull of the 105 MB Provider peaks at the same RSS either way (42-45 MB)."""
 
 USAGE = "usage: crossfetch [--version] [-h] COMMAND [ARGS]..."
 
