@@ -228,7 +228,8 @@ def start(args: list[str] | None = None) -> Helper | None:
     """Start a child parser, or None when this machine or interpreter cannot have one.
 
     ``args`` replaces ``-m crossfetch.xpkg.parallel`` (tests start children that misbehave)."""
-    if cpus() < 2 or not sys.executable or getattr(sys, "frozen", False):
+    if (cpus() < 2 or not sys.executable or getattr(sys, "frozen", False)
+            or not hasattr(os, "posix_spawn")):  # Windows: the scanner parses alone
         return None
     env = dict(os.environ)
     # The child imports exactly the modules the parent would (same interpreter, same path).
