@@ -175,13 +175,21 @@ def test_a_stopped_child_is_killed_at_its_deadline(monkeypatch: pytest.MonkeyPat
     assert reaped(helper.pid)
 
 
+# A child that says HELLO, then answers the first document it reads with ``answer``.
+ANSWER_FIRST = ("import os, struct, sys; os.write(1, b'crossfetch-yaml-helper 1\\n'); "
+                "n, _ = struct.unpack('!IB', sys.stdin.buffer.read(5)); "
+                "os.write(1, struct.pack('!cIII', {answer}); sys.stdin.buffer.read()")
+
+
 @pytest.mark.usefixtures("everything")
 @pytest.mark.parametrize("args", [
     ["-c", "import sys; sys.exit(3)"],
     ["-c", "import sys, time; sys.stdout.write('hello\\n'); sys.stdout.flush(); time.sleep(30)"],
     ["-c", "import os, sys; os.write(1, b'crossfetch-yaml-helper 1\\n+' + bytes(12)); "
      "sys.stdin.buffer.read()"],
-], ids=["exits", "not-a-helper", "wrong-answer"])
+    ["-c", ANSWER_FIRST.format(answer="b'+', n, 2, 0) + b'\\xff\\xfe'")],
+    ["-c", ANSWER_FIRST.format(answer="b'+', n, 3 * n, 0) + b'x' * 3 * n")],
+], ids=["exits", "not-a-helper", "wrong-answer", "not-utf8", "too-long"])
 def test_a_child_that_is_not_a_helper_is_dropped(args: list[str]) -> None:
     data = stream(FAILING["disallowed"] + CRDS)
     scanner, helper = steered(ALL, args)

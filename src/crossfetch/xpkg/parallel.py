@@ -134,7 +134,11 @@ class Helper:
             left = self._last + STALL + self._sizes[0] / SLOW_RATE - time.monotonic()
             if left <= 0:
                 break
-            select.select([self._r], [self._w] if self._out else [], [], min(left, 1.0))
+            poller = select.poll()  # not select(): descriptors may be numbered over 1023
+            poller.register(self._r, select.POLLIN)
+            if self._out:
+                poller.register(self._w, select.POLLOUT)
+            poller.poll(min(left, 1.0) * 1000)
         self.close()
         return []
 
@@ -176,7 +180,7 @@ class Helper:
     def _read(self) -> None:
         """Read the answers that arrived into ``_ready`` (and the window)."""
         eof = False
-        while True:
+        for _ in range(16):  # at most 1 MB a call, whatever the child writes
             try:
                 data = os.read(self._r, 1 << 16)
             except BlockingIOError:
@@ -202,14 +206,22 @@ class Helper:
         while self._hello and len(buf) - pos >= _ANSWER.size:
             ok, n, a, k = _ANSWER.unpack_from(buf, pos)
             start = pos + _ANSWER.size
-            if ok not in b"+-" or len(answers) >= len(sizes) or n != sizes[len(answers)]:
-                eof = True  # not an answer to the next question: drop the child
+            # Not an answer to the next question: drop the child. (Decoded, apiVersion and
+            # kind are at most 1.5 times their source text: "\\L" is U+2028.)
+            if (ok not in (b"+", b"-") or len(answers) >= len(sizes)
+                    or n != sizes[len(answers)] or a + k > 2 * n):
+                eof = True
                 break
             if len(buf) - start < a + k:
                 break
             if ok == b"+":
-                answers.append((buf[start:start + a].decode("utf-8", "surrogatepass"),
-                                buf[start + a:start + a + k].decode("utf-8", "surrogatepass")))
+                try:
+                    answers.append((
+                        buf[start:start + a].decode("utf-8", "surrogatepass"),
+                        buf[start + a:start + a + k].decode("utf-8", "surrogatepass")))
+                except UnicodeDecodeError:
+                    eof = True
+                    break
             else:
                 answers.append(None)
             pos = start + a + k
