@@ -325,3 +325,17 @@ def test_the_parent_takes_back_what_a_silent_child_holds(
     assert helper.answered == 0
     assert helper.dead
     assert reaped(helper.pid)
+
+
+def test_documents_outside_the_size_bounds_stay_with_the_parent() -> None:
+    helper = parallel.start()
+    assert helper is not None
+    try:
+        assert not helper.offer(b"x" * (parallel.MIN_DOC - 1), True)
+        assert not helper.offer(b"x" * (parallel.MAX_DOC + 1), True)
+        assert helper.pending == 0
+        assert helper.offer(b"x" * parallel.MIN_DOC, True)
+        assert helper.pending == 1
+    finally:
+        helper.close()
+    assert reaped(helper.pid)

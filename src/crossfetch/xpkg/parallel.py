@@ -32,6 +32,9 @@ MAX_DOCS = 1024
 """Documents sent and not yet answered."""
 MIN_DOC = 512
 """Smaller documents cost the parent more to send than to parse."""
+MAX_DOC = 8 * 1024 * 1024
+"""Larger documents are parsed by the parent: the child never holds more than about
+``WINDOW + MAX_DOC`` of the stream."""
 STALL = 10.0
 """Seconds without an answer (plus the time a 5 MB/s parser would need) before the child is
 declared stuck, killed, and its documents parsed by the parent. libyaml runs at ~50 MB/s."""
@@ -94,7 +97,7 @@ class Helper:
     def offer(self, doc: bytes, plain: bool) -> bool:
         """Send ``doc`` to the child if it has room; False when the parent must parse it."""
         n = len(doc)
-        if self.dead or n < MIN_DOC:
+        if self.dead or n < MIN_DOC or n > MAX_DOC:
             return False
         if self._sizes and (self._inflight + n > WINDOW or len(self._sizes) >= MAX_DOCS):
             self._read()  # answers free room
