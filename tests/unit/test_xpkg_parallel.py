@@ -127,6 +127,8 @@ FAILING = {
     "second-meta": [META, CRDS[0], CRDS[1], OTHER_META, CRDS[2]],
     "bad-then-no-kind": [META, CRDS[0], BAD_YAML, NO_KIND, CRDS[1]],
     "no-kind-then-bad": [META, NO_KIND, BAD_YAML, CRDS[1]],
+    "bad-then-bad-separator": [META, CRDS[0], BAD_YAML, CRDS[1], "--- x\n" + CRDS[2]],
+    "bad-separator-first": [META, CRDS[0], "--- x\n" + CRDS[1], BAD_YAML],
 }
 
 
@@ -338,4 +340,22 @@ def test_documents_outside_the_size_bounds_stay_with_the_parent() -> None:
         assert helper.pending == 1
     finally:
         helper.close()
+    assert reaped(helper.pid)
+
+
+@pytest.mark.usefixtures("everything")
+@pytest.mark.parametrize("take", [ODD, EVEN], ids=["child-odd", "child-even"])
+def test_an_earlier_failing_document_comes_before_the_size_cap(
+        take: Callable[[int], bool]) -> None:
+    data = stream([META, CRDS[0], BAD_YAML, *CRDS])
+    cap = len(data) - 1
+
+    def run(scanner: PackageScanner) -> object:
+        scanner.max_bytes = cap
+        return outcome(scanner, data)
+
+    want = run(PackageScanner())
+    assert isinstance(want, tuple) and want[2] == "invalid-yaml"
+    scanner, helper = steered(take)
+    assert run(scanner) == want
     assert reaped(helper.pid)

@@ -466,6 +466,7 @@ class PackageScanner:
         if not n:
             return
         if self.size + n > self.max_bytes:
+            self._drain(block=True)  # the documents before it were parsed first
             raise LimitExceeded(
                 f"package.yaml is larger than the {self.max_bytes} byte cap",
                 cause="package-too-large",
@@ -511,6 +512,7 @@ class PackageScanner:
                 rest = sep.strip()
                 if rest and not rest.startswith(b"#"):
                     line = self._line + buf.count(b"\n", start, m.start() + 1)
+                    self._drain(block=True)  # an earlier document's error comes first
                     raise _invalid_yaml(f"line {line}", f"invalid document separator "
                                         f"{rest[:40]!r} (only a comment may follow ---)")
                 self._document(bytes(view[start:m.start() + 1]))
