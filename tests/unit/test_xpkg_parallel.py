@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crossfetch.errors import LimitExceeded, PackageError
 from crossfetch.oci import Descriptor
@@ -29,6 +31,7 @@ from crossfetch.xpkg import parallel, read_flattened, read_package_yaml
 from crossfetch.xpkg import stream as xstream
 from crossfetch.xpkg.meta import PackageScanner
 from tests.support.testdata import TESTDATA
+from tests.unit.test_fuzz_package_stream import EXAMPLES, mutated
 
 pytestmark = pytest.mark.skipif(parallel.cpus() < 2 or not hasattr(os, "posix_spawn"),
                                 reason="the helper runs only with two CPUs (and posix_spawn)")
@@ -358,4 +361,29 @@ def test_an_earlier_failing_document_comes_before_the_size_cap(
     assert isinstance(want, tuple) and want[2] == "invalid-yaml"
     scanner, helper = steered(take)
     assert run(scanner) == want
+    assert reaped(helper.pid)
+
+
+@settings(max_examples=max(60, EXAMPLES // 5), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=mutated(), odd=st.booleans(), cuts=st.lists(st.integers(0, 4000), max_size=6))
+def test_mutated_streams_give_the_serial_verdict(data: bytes, odd: bool, cuts: list[int]) -> None:
+    """The fuzz corpus's mutations, the child taking every other document, in pieces."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parallel, "WINDOW", 1 << 40)
+        mp.setattr(parallel, "MAX_DOCS", 1 << 30)
+        mp.setattr(parallel, "MIN_DOC", 0)
+        scanner, helper = steered(lambda i: i % 2 == odd)
+        try:
+            pos = 0
+            for cut in sorted(c for c in cuts if c <= len(data)):
+                scanner.feed(data[pos:cut])
+                pos = cut
+            scanner.feed(data[pos:])
+            got: object = scanner.finish().to_dict()
+        except (PackageError, LimitExceeded) as e:
+            got = type(e).__name__, str(e), e.cause, e.fix
+        finally:
+            scanner.close()
+    assert got == serial(data)
     assert reaped(helper.pid)
