@@ -203,6 +203,20 @@ def test_a_child_that_is_not_a_helper_is_dropped(args: list[str]) -> None:
     assert reaped(helper.pid)
 
 
+def test_the_child_never_imports_from_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, everything: None) -> None:
+    """``python -m`` puts the working directory first on the path: a ``yaml.py`` in it (say,
+    in a cloned repository the user pulls from) must not run in the helper."""
+    marker = tmp_path / "ran"
+    (tmp_path / "yaml.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                      "raise SystemExit(7)\n")
+    monkeypatch.chdir(tmp_path)
+    data = stream([META, *CRDS])
+    scanner, helper = steered(ALL)
+    assert outcome(scanner, data) == serial(data)
+    assert helper.answered > 0 and not marker.exists()
+
+
 def test_no_helper_without_an_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
     assert parallel.start() is None

@@ -248,6 +248,9 @@ def start(args: list[str] | None = None) -> Helper | None:
         return None
     env = dict(os.environ)
     # The child imports exactly the modules the parent would (same interpreter, same path).
+    # -P: `python -m` would otherwise put the working directory first on the child's path, and
+    # a yaml.py or crossfetch/ there (a cloned repository) would run in the child although the
+    # parent never imported it.
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
@@ -256,7 +259,7 @@ def start(args: list[str] | None = None) -> Helper | None:
             raise OSError("a standard stream of this process is closed")
         _grow(to_child_w)
         pid = os.posix_spawn(
-            sys.executable, [sys.executable, *(args or ["-m", __name__])], env,
+            sys.executable, [sys.executable, "-P", *(args or ["-m", __name__])], env,
             file_actions=[(os.POSIX_SPAWN_DUP2, to_child_r, 0),
                           (os.POSIX_SPAWN_DUP2, from_child_w, 1),
                           (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
