@@ -139,6 +139,11 @@ class TestServer:
         self.stop()
 
 
+def serve(handler: type[BaseHTTPRequestHandler], *, tls: CertPair | None = None) -> TestServer:
+    """A :class:`TestServer` for a plain handler class (``with serve(H) as s: ... s.host``)."""
+    return type(f"Serving{handler.__name__}", (TestServer,), {"handler": handler})(tls=tls)
+
+
 class BaseHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive handler with body reading and quiet logging."""
 

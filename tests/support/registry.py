@@ -20,9 +20,13 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from tests.support.certs import CertPair
 from tests.support.process import kill_group
+
+if TYPE_CHECKING:
+    from crossfetch.registry import RegistryClient
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 START_TIMEOUT = 30.0
@@ -331,3 +335,16 @@ class Registry:
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "(not started)"
         return f"Registry({where}, dir={self.dir})"
+
+
+def direct_client(host: str) -> RegistryClient:
+    """A :class:`RegistryClient` for ``host/a/b:v1`` over plain HTTP, no retries: for unit
+    tests against a stdlib fake."""
+    from crossfetch.policy.model import Decision, Endpoint, TLSConfig, TLSMode
+    from crossfetch.reference import Reference
+    from crossfetch.registry import RegistryClient
+    from crossfetch.transport.session import Transport
+
+    ref = Reference.parse(f"{host}/a/b:v1")
+    ep = Endpoint(url=f"http://{host}", tls=TLSConfig(mode=TLSMode.DISABLED))
+    return RegistryClient(Decision(ref, ref, (ep,)), Transport(retries=0))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from typing import Any
 
 import pytest
@@ -186,16 +185,11 @@ class _DeepTags(http.server.BaseHTTPRequestHandler):
 
 def test_a_deeply_nested_tag_list_is_a_fetch_error_not_a_recursion_error() -> None:
     from crossfetch.errors import FetchError
-    from tests.unit.test_registry_tags import client
+    from tests.support.httpserver import serve
+    from tests.support.registry import direct_client
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DeepTags)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(FetchError, match="tag list"):
-            client(f"127.0.0.1:{httpd.server_address[1]}").tags()
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve(_DeepTags) as s, pytest.raises(FetchError, match="tag list"):
+        direct_client(s.host).tags()
 
 
 def test_a_deeply_nested_token_response_is_an_auth_error() -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.httpserver import serve
 from tests.support.packages import BuiltPackage, function_with_runtime
 
 # Every crossfetch module a plain-HTTP pull with -o loads (--no-node-config, no cache).
@@ -151,15 +152,8 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pkg = function_with_runtime(tmp_path_factory.mktemp("pkg"), 1)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(pkg))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve(_handler(pkg)) as s:
+        yield s.host
 
 
 def loaded(argv: list[str]) -> tuple[str, set[str]]:

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 
 from crossfetch.errors import FetchError
-from crossfetch.policy.model import Decision, Endpoint, TLSConfig, TLSMode
-from crossfetch.reference import Reference
-from crossfetch.registry import RegistryClient
-from crossfetch.transport.session import Transport
+from tests.support.httpserver import serve
+from tests.support.registry import direct_client as client
 
 MANIFEST = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
 DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
@@ -49,17 +46,8 @@ class Canned(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def canned() -> Iterator[tuple[str, type[Canned]]]:
     handler = type("H", (Canned,), {"headers_out": {}})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}", handler
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def client(host: str) -> RegistryClient:
-    ref = Reference.parse(f"{host}/a/b:v1")
-    ep = Endpoint(url=f"http://{host}", tls=TLSConfig(mode=TLSMode.DISABLED))
-    return RegistryClient(Decision(ref, ref, (ep,)), Transport(retries=0))
+    with serve(handler) as s:
+        yield s.host, handler
 
 
 @pytest.mark.parametrize("body", [b"[]", b'{"tags": 5}', b'{"tags": "v1"}', b"not json"])

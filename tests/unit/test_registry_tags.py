@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -13,10 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from crossfetch.errors import PolicyRefused
-from crossfetch.policy.model import Decision, Endpoint, TLSConfig, TLSMode
-from crossfetch.reference import Reference
-from crossfetch.registry import RegistryClient
-from crossfetch.transport.session import Transport
+from tests.support.httpserver import serve
+from tests.support.registry import direct_client as client
 
 TAGS = [f"v{i}" for i in range(25)]
 
@@ -48,17 +45,8 @@ class Paginating(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[tuple[str, type[Paginating]]]:
     handler = type("H", (Paginating,), {})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}", handler
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def client(host: str) -> RegistryClient:
-    ref = Reference.parse(f"{host}/a/b:v1")
-    ep = Endpoint(url=f"http://{host}", tls=TLSConfig(mode=TLSMode.DISABLED))
-    return RegistryClient(Decision(ref, ref, (ep,)), Transport(retries=0))
+    with serve(handler) as s:
+        yield s.host, handler
 
 
 def test_follows_link_pagination(server: tuple[str, type[Paginating]]) -> None:
@@ -92,14 +80,9 @@ def test_a_huge_error_body_is_still_the_status_error() -> None:
     from crossfetch.errors import NotFound
     from crossfetch.oci import Descriptor
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HugeErrors)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        rc = client(f"127.0.0.1:{httpd.server_address[1]}")
+    with serve(HugeErrors) as s:
+        rc = client(s.host)
         with pytest.raises(NotFound):
             rc.fetch_manifest("sha256:" + "a" * 64)
         with pytest.raises(NotFound):
             list(rc.open_blob(Descriptor("x", "sha256:" + "b" * 64, 10)))
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
