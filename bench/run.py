@@ -88,10 +88,18 @@ def _imageconfig(prefix: str, mode: str, ca: str | None) -> str:
     return doc
 
 
-def _crossfetch_pull(t: Target, ref: str, out: Path, cache: Path) -> Tool:
-    argv = [str(VENV_BIN / "crossfetch"), "pull", ref, "--config", str(t.policy), "-o", str(out),
+def _crossfetch_pull(t: Target, ref: str, out: Path, cache: Path, *,
+                     name: str = "crossfetch pull",
+                     program: tuple[str, ...] = (str(VENV_BIN / "crossfetch"),)) -> Tool:
+    argv = [*program, "pull", ref, "--config", str(t.policy), "-o", str(out),
             "--pull-policy", "Always", "--cache-dir", str(cache)]
-    return Tool("crossfetch pull", argv, reset=cache)
+    return Tool(name, argv, reset=cache)
+
+
+def _curl_gunzip(t: Target, url: str, out: Path) -> Tool:
+    """The limit a pull of a package.yaml is measured against: the layer through gzip -d."""
+    return Tool("curl | gzip -d", ["bash", "-o", "pipefail", "-c",
+                                   f"{' '.join(t.curl())} '{url}' | gzip -d > '{out}'"])
 
 
 def _skopeo_copy(t: Target, ref: str, dest: Path) -> Tool:
@@ -126,18 +134,13 @@ def scenario_provider(t: Target, work: Path, built: pk.BuiltPackage,
     ref = t.ref("bench/provider:v1")
     assert built.base_layer_digest
     url = t.blob_url("bench/provider", built.base_layer_digest)
-    out_curl = work / "prov-curl.tar"
-    curl = " ".join(t.curl())
-    unchecked = work / "prov-cache-unchecked"
     tools = [
         _crossfetch_pull(t, ref, work / "prov-package.yaml", work / "prov-cache"),
-        Tool("curl | gzip -d", ["bash", "-o", "pipefail", "-c",
-                                f"{curl} '{url}' | gzip -d > '{out_curl}'"]),
+        _curl_gunzip(t, url, work / "prov-curl.tar"),
         # Attribution, not a peer: the same pull without libyaml's pass over each document.
-        Tool("crossfetch pull (documents unchecked)",
-             [str(VENV_BIN / "python"), str(CLIENTS / "pull_unchecked.py"), "pull", ref,
-              "--config", str(t.policy), "-o", str(work / "prov-unchecked.yaml"),
-              "--pull-policy", "Always", "--cache-dir", str(unchecked)], reset=unchecked),
+        _crossfetch_pull(t, ref, work / "prov-unchecked.yaml", work / "prov-cache-unchecked",
+                         name="crossfetch pull (documents unchecked)",
+                         program=(str(VENV_BIN / "python"), str(CLIENTS / "pull_unchecked.py"))),
     ]
     series = measure(tools, runs)
     _check(work / "prov-package.yaml", built.package_yaml)
@@ -208,13 +211,9 @@ def scenario_scaling(t: Target, work: Path, sizes_mib: list[int], runs: int,
         skopeo_push(f"oci:{b.layout}:{b.tag}", t.ref(f"{repo}:v1"), tls_verify=False)
         assert b.base_layer_digest
         out, out_curl = work / f"scale-{mib}.yaml", work / f"scale-{mib}.tar"
-        curl = " ".join(t.curl())
         url = t.blob_url(repo, b.base_layer_digest)
-        tools = [
-            _crossfetch_pull(t, t.ref(f"{repo}:v1"), out, work / "scale-cache"),
-            Tool("curl | gzip -d", ["bash", "-o", "pipefail", "-c",
-                                    f"{curl} '{url}' | gzip -d > '{out_curl}'"]),
-        ]
+        tools = [_crossfetch_pull(t, t.ref(f"{repo}:v1"), out, work / "scale-cache"),
+                 _curl_gunzip(t, url, out_curl)]
         series = measure(tools, runs)
         _check(out, b.package_yaml)
         cf, ref = series
