@@ -255,7 +255,7 @@ class RegistryClient:
             self.last_endpoint = ep
             return result
 
-    def _transient(self, ep: Endpoint, fn: Callable[[], T]) -> T:
+    def _transient(self, fn: Callable[[], T]) -> T:
         """``fn`` tried again (with backoff) when a body broke off or was cut short."""
         retry = self.transport.retry
         for attempt in range(retry.total + 1):
@@ -329,7 +329,7 @@ class RegistryClient:
 
     def _get_manifest_on(self, ep: Endpoint, ident: str) -> tuple[bytes, str, str]:
         try:
-            return self._transient(ep, lambda: self._get_manifest_once(ep, ident))
+            return self._transient(lambda: self._get_manifest_once(ep, ident))
         except DigestMismatch:
             self._suspects.add((ep.url, ident))
             raise

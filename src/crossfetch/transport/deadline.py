@@ -25,19 +25,12 @@ from typing import NamedTuple
 class Deadline:
     """A point in (monotonic) time by which ``what`` must be done."""
 
-    __slots__ = ("at", "seconds", "start", "what")
+    __slots__ = ("at", "seconds", "what")
 
     def __init__(self, seconds: float, what: str = "the request") -> None:
         self.seconds = seconds
         self.what = what
-        self.start = time.monotonic()
-        self.at = self.start + seconds
-
-    def remaining(self) -> float:
-        return self.at - time.monotonic()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
+        self.at = time.monotonic() + seconds
 
 
 class Floor(NamedTuple):

@@ -173,10 +173,6 @@ class Transport:
 
     # --- requests ---
 
-    @property
-    def retries(self) -> int:
-        return self.retry.total
-
     def sleep(self, seconds: float) -> None:
         """Wait between tries (replaceable in tests)."""
         self._sleep(seconds)
