@@ -49,10 +49,6 @@ _DIGEST_THREAD_MIN = 4 * 1024 * 1024
 """From this blob size on, the digest is computed on a second thread (see :class:`_Digester`)."""
 MAX_TAG_PAGES = 1000
 _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-
-
-RESUMABLE = RETRY_SENT
-"""Causes of a broken-off body worth another try (a stall is not: it already cost a deadline)."""
 _CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
 
 
@@ -262,7 +258,7 @@ class RegistryClient:
             try:
                 return fn()
             except FetchError as e:  # before the headers the transport has retried already
-                if attempt == retry.total or e.cause not in RESUMABLE or \
+                if attempt == retry.total or e.cause not in RETRY_SENT or \
                         e.detail.get("phase") not in ("body", "truncated"):
                     raise
                 self.transport.sleep(retry.backoff_delay(attempt))
@@ -462,7 +458,8 @@ class RegistryClient:
                     if n == desc.size and e.phase == "truncated":
                         break  # a Content-Length above the blob's size: the digest decides
                     err = self.transport.explain(ep, url, e)
-                if resumes >= retry.total or err.cause not in RESUMABLE:
+                # a stall is not resumed: it already cost a deadline
+                if resumes >= retry.total or err.cause not in RETRY_SENT:
                     raise err from None
                 resp.close()
                 self.transport.sleep(retry.backoff_delay(resumes))

@@ -45,8 +45,6 @@ MAX_REDIRECTS = 5
 USER_AGENT = f"crossfetch/{__version__}"
 DEADLINE = 30.0
 """Default overall deadline of one request, in seconds (``--deadline``)."""
-RESENDABLE_CAUSES = RETRY_SENT
-UNSENT_CAUSES = RETRY_UNSENT
 
 
 class Timeouts(NamedTuple):
@@ -241,7 +239,7 @@ class Transport:
                                        blob)
             except TransportError as e:
                 sent = e.detail.get("phase") != "connect"
-                if last or e.cause not in (RESENDABLE_CAUSES if sent else UNSENT_CAUSES) or (
+                if last or e.cause not in (RETRY_SENT if sent else RETRY_UNSENT) or (
                         sent and not resend):
                     raise
                 self._sleep(retry.backoff_delay(attempt))
