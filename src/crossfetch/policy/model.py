@@ -26,13 +26,6 @@ class TLSMode(enum.StrEnum):
     DISABLED = "Disabled"
     """Plain HTTP."""
 
-    @classmethod
-    def parse(cls, value: str) -> TLSMode:
-        for m in cls:
-            if m.value.lower() == str(value).lower():
-                return m
-        raise ValueError(f"unknown TLS mode {value!r}: use Strict, Insecure or Disabled")
-
 
 class Source(NamedTuple):
     """Where a decision came from: a flag, an object, or a file and line."""

@@ -31,7 +31,7 @@ _META = {k: ANY for k in (
     "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
     "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
     "annotations", "ownerReferences", "finalizers", "managedFields")}
-TLS_MODES = ("Strict", "Insecure", "Disabled")
+TLS_MODES = tuple(m.value for m in TLSMode)
 SCHEMAS: dict[str, dict[str, Any]] = {
     # crossplane cluster/crds/pkg.crossplane.io_imageconfigs.yaml (0cbbdef), plus crossfetch's
     # registry.tls block (the design one-pager's field names) and
