@@ -181,6 +181,17 @@ def is_meta_api_version(api_version: str) -> bool:
     return api_version.startswith(META_GROUP + "/")
 
 
+def _meta_kind_check(api: str, kind: str, where: str | None = None) -> None:
+    """Refuse a meta object of a kind or version Crossplane's meta scheme does not know."""
+    version = api.split("/", 1)[1]
+    if kind not in KNOWN_META.get(version, frozenset()):
+        known = "; ".join(f"{v}: {', '.join(sorted(k))}" for v, k in KNOWN_META.items())
+        at = f" at {where}" if where else ""
+        raise PackageError(f"unknown package meta type {api} {kind!r}{at} (known: {known})",
+                           cause="unknown-meta-kind",
+                           fix="use a meta kind and version Crossplane understands")
+
+
 def _meta_identity_check(doc: Any) -> tuple[str, str]:
     api, kind = _meta_identity(doc)
     if not is_meta_api_version(api):
@@ -191,12 +202,7 @@ def _meta_identity_check(doc: Any) -> tuple[str, str]:
             f"(found {found}; expected group {META_GROUP})", cause="no-meta-object",
             fix="add the crossplane.yaml meta object (Provider, Configuration or Function) "
             "to the package and rebuild it")
-    version = api.split("/", 1)[1]
-    if kind not in KNOWN_META.get(version, frozenset()):
-        known = "; ".join(f"{v}: {', '.join(sorted(k))}" for v, k in KNOWN_META.items())
-        raise PackageError(f"unknown package meta type {api} {kind!r} (known: {known})",
-                           cause="unknown-meta-kind",
-                           fix="use a meta kind and version Crossplane understands")
+    _meta_kind_check(api, kind)
     return api, kind
 
 
@@ -401,13 +407,6 @@ def _identify(data: bytes, where: str, line: int, alias_limit: int,
     return api, kind
 
 
-def _meta_kind_check(api: str, kind: str, where: str) -> None:
-    version = api.split("/", 1)[1]
-    if kind not in KNOWN_META.get(version, frozenset()):
-        known = "; ".join(f"{v}: {', '.join(sorted(k))}" for v, k in KNOWN_META.items())
-        raise PackageError(f"unknown package meta type {api} {kind!r} at {where} (known: "
-                           f"{known})", cause="unknown-meta-kind",
-                           fix="use a meta kind and version Crossplane understands")
 
 
 class _Pending:
