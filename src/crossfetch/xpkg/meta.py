@@ -434,11 +434,9 @@ class PackageScanner:
     scanner is abandoned before :meth:`finish`.
     """
 
-    def __init__(self, *, max_bytes: int = PACKAGE_CAP, max_meta_bytes: int = META_CAP,
-                 lint: bool = True) -> None:
+    def __init__(self, *, max_bytes: int = PACKAGE_CAP, max_meta_bytes: int = META_CAP) -> None:
         self.max_bytes = max_bytes
         self.max_meta_bytes = max_meta_bytes
-        self.lint = lint
         self.size = 0
         self._hash = hashlib.sha256()
         self._head: bytes | None = b""  # the first bytes, until a BOM is ruled in or out
@@ -667,8 +665,7 @@ class PackageScanner:
                 fix="add the crossplane.yaml meta object (Provider, Configuration or Function) "
                 "and rebuild the package")
         doc, _, kind, _ = self._meta
-        if self.lint:
-            self._lint(kind)
+        self._lint(kind)
         meta = load_safe(doc)
         return package_from_meta(meta, dict(self._counts), self.size, self._hash.hexdigest())
 
