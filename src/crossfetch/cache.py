@@ -364,12 +364,15 @@ class Cache:
                     self._move_aside(final)
                     continue
                 assert isinstance(existing, CacheEntry)
-                if _file_sha256(existing.package_path) == existing.sha256.split(":")[-1]:
-                    lease.release()
-                    self.discard(pending)
-                    _touch(existing.dir)
-                    return existing
-                self.remove(existing)  # corrupt: replace it
+                try:
+                    verify_file(existing.package_path, existing.sha256)
+                except (OSError, DigestMismatch):
+                    self.remove(existing)  # corrupt: replace it
+                    continue
+                lease.release()
+                self.discard(pending)
+                _touch(existing.dir)
+                return existing
             raise ConfigError(f"could not commit {final} after {_COMMIT_ATTEMPTS} attempts: "
                               "other processes keep replacing it",
                               fix="check what else writes to this cache directory")
@@ -645,17 +648,6 @@ def _touch(d: Path) -> None:
     """Record a use (``entry.json``'s mtime orders eviction); a read-only cache is fine."""
     with contextlib.suppress(OSError):
         os.utime(d / ENTRY_FILE)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1024 * 1024):
-                h.update(chunk)
-    except OSError:
-        return ""
-    return h.hexdigest()
 
 
 def _stderr_warning(text: str) -> None:
