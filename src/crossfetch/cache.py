@@ -223,7 +223,6 @@ class Cache:
         self._lock = threading.Lock()
         self._fallback: Path | None = None
         self._swept = False
-        self._stuck = False
         self.ephemeral = ephemeral
         if ephemeral:
             self.root = self._private_root()
@@ -425,15 +424,14 @@ class Cache:
         until the cache holds at most ``max_size`` bytes (default :attr:`max_size`; ``0``
         removes every entry no one is using)."""
         limit = self.max_size if max_size is None else max_size
-        self._stuck = False
         leftovers = self.sweep(self.root)
         for d in _entry_dirs(self.root):
             if _open_entry(d) is _BROKEN:
                 self._move_aside(d)
                 leftovers += 1
-        removed, in_use = self._evict(limit)
+        removed, in_use, stuck = self._evict(limit)
         size = sum(e.size for e in self.entries())
-        if self._stuck:
+        if stuck:
             why = errno.EROFS if _read_only(self.root) else errno.EACCES
             raise ConfigError(f"cannot remove entries from cache {self.root}: "
                               f"{os.strerror(why)}",
@@ -444,11 +442,14 @@ class Cache:
         if root == self.root and not self.ephemeral:
             self._evict(self.max_size)
 
-    def _evict(self, limit: int) -> tuple[list[EntryInfo], list[EntryInfo]]:
+    def _evict(self, limit: int) -> tuple[list[EntryInfo], list[EntryInfo], bool]:
+        """Remove the least recently used entries no one holds until at most ``limit`` bytes
+        remain: those removed, those in use, and whether one could not be removed at all."""
         entries = self.entries()
         total = sum(e.size for e in entries)
         removed: list[EntryInfo] = []
         in_use: list[EntryInfo] = []
+        stuck = False
         for e in entries:
             if total <= limit:
                 break
@@ -465,13 +466,13 @@ class Cache:
                 ino = os.fstat(fd).st_ino
                 gone = self._move_aside(e.dir, expect_ino=ino)
                 if not gone and _inode(e.dir / ENTRY_FILE) == ino:  # still there: cannot remove
-                    self._stuck = True
+                    stuck = True
             finally:
                 os.close(fd)
             if gone:
                 removed.append(e)
                 total -= e.size
-        return removed, in_use
+        return removed, in_use, stuck
 
     def sweep(self, root: Path | None = None) -> int:
         """Remove the ``tmp/pull-*`` and ``tmp/old-*`` directories of dead processes; returns
