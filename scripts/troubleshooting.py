@@ -15,7 +15,6 @@ own files stay untouched. This machine is loopback-only, so every registry liste
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import ipaddress
 import json
 import shlex
@@ -31,13 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import trustme  # noqa: E402
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
 from crossfetch.crossplane.profile import SUPPORTED  # noqa: E402
-from tests.support.certs import CertPair  # noqa: E402
+from crossfetch.trust import parse_pem_bundle  # noqa: E402
+from tests.support.certs import CertPair, self_signed, write_leaf  # noqa: E402
 from tests.support.packages import function_with_runtime  # noqa: E402
 from tests.support.push import skopeo_push  # noqa: E402
 from tests.support.registry import Registry  # noqa: E402
@@ -72,36 +68,6 @@ items:
         podSelector: {matchLabels: {k8s-app: kube-dns}}
       ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
 """
-
-
-def self_signed(directory: Path, name: str) -> CertPair:
-    """A leaf that signs itself, as `openssl req -x509 ... -subj /CN=name` would."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    pair = CertPair(directory / f"{name}.crt", directory / f"{name}.key")
-    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pair.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return pair
-
-
-def ca_signed(ca: trustme.CA, directory: Path, name: str) -> CertPair:
-    leaf = ca.issue_cert(name, common_name=name)
-    pair = CertPair(directory / f"{name}.crt", directory / f"{name}.key")
-    pair.cert.write_bytes(leaf.cert_chain_pems[0].bytes())
-    pair.key.write_bytes(leaf.private_key_pem.bytes())
-    return pair
 
 
 class Runner:
@@ -155,15 +121,14 @@ class Runner:
         return "\n".join(parts)
 
 
+def leaf(ca: trustme.CA, directory: Path, name: str) -> CertPair:
+    return write_leaf(ca.issue_cert(name, common_name=name), directory, name)
+
+
 def serve(work: Path, *, host: str, tls: CertPair | None = None) -> Registry:
     reg = Registry(work / "registries", host=host, tls=tls)
     reg.start()
     return reg
-
-
-def fingerprint(pem: Path) -> str:
-    cert = x509.load_pem_x509_certificate(pem.read_bytes())
-    return "sha256:" + cert.fingerprint(hashes.SHA256()).hex()
 
 
 def generate(work: Path) -> str:
@@ -175,11 +140,11 @@ def generate(work: Path) -> str:
 
     regs: list[Registry] = []
     try:
-        ss = self_signed(work, "registry.lab.internal")
+        ss = self_signed(work, "registry.lab.internal", host="registry.lab.internal")
         shutil.copy(ss.cert, work / "lab.crt")
         lab = serve(work, host="127.0.0.1", tls=ss)
-        corp = serve(work, host="127.0.0.1", tls=ca_signed(ca, work, "registry.corp.example"))
-        gitea = serve(work, host="127.0.0.1", tls=ca_signed(ca, work, "gitea.cnoe.localtest.me"))
+        corp = serve(work, host="127.0.0.1", tls=leaf(ca, work, "registry.corp.example"))
+        gitea = serve(work, host="127.0.0.1", tls=leaf(ca, work, "gitea.cnoe.localtest.me"))
         plain1 = serve(work, host="127.0.0.1")
         plain2 = serve(work, host="127.0.0.2")
         regs += [lab, corp, gitea, plain1, plain2]
@@ -217,8 +182,9 @@ def render(run: Runner, *, lab: Registry, corp: Registry, gitea: Registry, plain
     out.append("Crossplane's verdict per release:\n\n" + run.per_version(lab_ref, q))
     out.append("Save the certificate (doctor printed its fingerprint) and check again, as "
                "crossfetch and as Crossplane will fetch with it:\n\n")
+    lab_fp = parse_pem_bundle((run.work / "lab.crt").read_bytes())[0].fingerprint
     out.append(run.shown("trust", "registry.lab.internal:" + str(lab.port), "--fingerprint",
-                         fingerprint(run.work / "lab.crt"), "-o", "lab-ca.crt"))
+                         lab_fp, "-o", "lab-ca.crt"))
     out.append(run.shown("pull", lab_ref, "--as-crossplane", "--ca-bundle", "lab-ca.crt", q))
 
     out.append(CASE2)

@@ -44,7 +44,8 @@ class PKI:
     client: CertPair
 
 
-def _write_leaf(leaf: trustme.LeafCert, directory: Path, name: str) -> CertPair:
+def write_leaf(leaf: trustme.LeafCert, directory: Path, name: str) -> CertPair:
+    """``name``.crt (the leaf alone) and ``name``.key in ``directory``."""
     cert = directory / f"{name}.crt"
     key = directory / f"{name}.key"
     # Only the leaf, not the chain: the test CAs are roots, so the leaf alone verifies.
@@ -60,10 +61,16 @@ def _write_ca(ca: trustme.CA, directory: Path, name: str) -> Path:
     return path
 
 
-def _self_signed(directory: Path, name: str) -> CertPair:
-    """A leaf certificate that signs itself (no CA), as a quick `openssl req -x509` would."""
+def self_signed(directory: Path, name: str, *, host: str | None = None) -> CertPair:
+    """A leaf certificate that signs itself (no CA), as a quick `openssl req -x509` would: for
+    ``host`` (its CN and only SAN), or by default for 127.0.0.1 and localhost (CN
+    self-signed.localhost), as the test bed serves it."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-signed.localhost")])
+    common_name = host or "self-signed.localhost"
+    sans: list[x509.GeneralName] = ([x509.DNSName(host)] if host else
+                                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                     x509.DNSName("localhost")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -73,15 +80,7 @@ def _self_signed(directory: Path, name: str) -> CertPair:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.DNSName("localhost"),
-                ]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
@@ -122,12 +121,12 @@ def make_pki(directory: Path) -> PKI:
 
     return PKI(
         ca_cert=_write_ca(ca, directory, "ca"),
-        server=_write_leaf(server, directory, "server"),
+        server=write_leaf(server, directory, "server"),
         other_ca_cert=_write_ca(other_ca, directory, "other-ca"),
-        untrusted_server=_write_leaf(untrusted, directory, "untrusted-server"),
-        self_signed=_self_signed(directory, "self-signed"),
-        expired_server=_write_leaf(expired, directory, "expired-server"),
-        wrong_host_server=_write_leaf(wrong_host, directory, "wrong-host-server"),
+        untrusted_server=write_leaf(untrusted, directory, "untrusted-server"),
+        self_signed=self_signed(directory, "self-signed"),
+        expired_server=write_leaf(expired, directory, "expired-server"),
+        wrong_host_server=write_leaf(wrong_host, directory, "wrong-host-server"),
         client_ca_cert=_write_ca(client_ca, directory, "client-ca"),
-        client=_write_leaf(client, directory, "client"),
+        client=write_leaf(client, directory, "client"),
     )
