@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from .netpol import NetworkPolicy
 
 DEFAULT_TIMEOUT = 5.0
+"""Seconds allowed per network operation (resolve, connect, handshake, each HTTP read)."""
 PROBE_TIMEOUT = 1.0
 """Seconds the dns stage waits to learn whether a loopback address speaks plain HTTP."""
-"""Seconds allowed per network operation (resolve, connect, handshake, each HTTP read)."""
 
 
 class Doctor:
@@ -310,8 +310,7 @@ class _Run:
         # Only where it changes the fix (go-containerregistry without *.local), and briefly:
         # a server that holds the connection silent is the tls stage's to report.
         plain_http = False
-        if is_ip(target.host) and is_loopback(target.host) and \
-                not self.d.profile.plain_http_local_dot_local:
+        if is_loopback(target.host) and not self.d.profile.plain_http_local_dot_local:
             from ..transport.tls import is_http_answer
 
             try:
