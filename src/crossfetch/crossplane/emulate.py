@@ -76,8 +76,6 @@ def emulation_policy(policy: Policy, profile: Profile, *,
                      pull_secret_files: Sequence[str] = ()) -> Policy:
     """``policy`` in Crossplane ``profile``'s decision mode (same ImageConfigs and CA bundle,
     no node files, no client certificates, Crossplane's credential sources)."""
-    import copy
-
     emulated = copy.copy(policy)
     emulated.crossplane, emulated.node, emulated.client_cert_loader = profile, None, None
     emulated.keychains = CrossplaneKeychains(policy.objects, pull_secret_files)
