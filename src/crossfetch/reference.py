@@ -219,3 +219,19 @@ def is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address literal in 127/8 or ``::1`` (without brackets; a zone is ignored)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def is_localhost_name(host: str) -> bool:
+    """True for ``localhost`` and ``*.localhost``, loopback names by RFC 6761."""
+    h = host.lower().rstrip(".")
+    return h == "localhost" or h.endswith(".localhost")

@@ -8,8 +8,9 @@ import yaml
 
 from crossfetch.doctor import Check, Doctor, Report, Status, render_text
 from crossfetch.doctor.api import parse_challenge
-from crossfetch.doctor.net import Target, dns_stage, is_localhost_name, is_loopback
+from crossfetch.doctor.net import Target, dns_stage
 from crossfetch.policy.model import Endpoint
+from crossfetch.reference import is_localhost_name, is_loopback
 
 
 def test_warnings_do_not_fail_a_report() -> None:

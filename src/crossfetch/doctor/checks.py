@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import CrossfetchError
-from ..reference import Reference, is_ip
+from ..reference import Reference, is_ip, is_loopback
 from .api import ApiStages
-from .net import Target, dns_stage, is_loopback, tcp_stage, tls_stage
+from .net import Target, dns_stage, tcp_stage, tls_stage
 from .report import DIRECT_ONLY, STAGES, Check, Report, Status, Verdict
 
 if TYPE_CHECKING:

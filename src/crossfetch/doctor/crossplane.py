@@ -209,8 +209,7 @@ def _failure(prof: Profile, decision: Decision, bad: Check, data: dict[str, Any]
 
 def _loopback_reason(run: _Run, ep: Endpoint) -> str | None:
     """Why ``ep``'s host is the Crossplane pod itself, or ``None``."""
-    from ..reference import is_ip
-    from .net import is_localhost_name, is_loopback
+    from ..reference import is_ip, is_localhost_name, is_loopback
 
     host, _ = _host_port(ep)
     pod = "inside the Crossplane pod that is the pod itself, not the registry"

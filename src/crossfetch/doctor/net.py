@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import ipaddress
 import socket
 import ssl
 from typing import TYPE_CHECKING
 
 from ..errors import CrossfetchError
 from ..policy.model import Endpoint, TLSMode
-from ..reference import is_ip
+from ..reference import is_ip, is_localhost_name, is_loopback
 from ..transport.tls import is_tls_answer, probe_first_bytes, ssl_context
 from .report import Check, Status
 
@@ -79,18 +78,6 @@ def loopback_fix(registry: str, host: str, *, is_ip: bool, resolver_maps: bool =
 
     return causes.loopback(registry, host, is_ip=is_ip, resolver_maps=resolver_maps,
                            plain_http=plain_http, target=target).text()
-
-
-def is_loopback(addr: str) -> bool:
-    try:
-        return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def is_localhost_name(host: str) -> bool:
-    h = host.lower().rstrip(".")
-    return h == "localhost" or h.endswith(".localhost")
 
 
 def _resolve(host: str, port: int, timeout: float) -> list[str]:

@@ -31,15 +31,11 @@ def _has(target: Target | None, feature: str) -> bool:
 
 def _is_loopback(registry: str) -> bool:
     """``host[:port]`` names this machine (an IP in 127/8 or ::1, localhost, *.localhost)."""
-    import ipaddress
+    from ..reference import is_localhost_name, is_loopback
 
-    host = registry.rsplit(":", 1)[0] if not registry.startswith("[") or "]:" in registry \
-        else registry
-    host = host.strip("[]").lower().rstrip(".")
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost" or host.endswith(".localhost")
+    host = registry[1:registry.find("]")] if registry.startswith("[") \
+        else registry.partition(":")[0]
+    return is_loopback(host) or is_localhost_name(host)
 
 
 def _port(registry: str) -> str | None:
