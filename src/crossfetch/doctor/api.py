@@ -269,14 +269,13 @@ class ApiStages:
         raw, mt, digest = self.state.manifest
         # One budget for every request of the stage, enforced at each socket read, so a
         # server that trickles bytes cannot hold the doctor (per-read timeouts would not).
-        source = self.rc
         try:
             with budget(self.timeout * PACKAGE_DEADLINE_FACTOR,
                         f"the package stage ({PACKAGE_DEADLINE_FACTOR} x --timeout)"):
-                parsed, platform = resolve_image(source, raw, mt, digest, self.platform)
+                parsed, platform = resolve_image(self.rc, raw, mt, digest, self.platform)
                 # The stage reads package.yaml to check it, and keeps nothing.
                 with open(os.devnull, "wb") as sink:
-                    read = extract_package(source, parsed, sink, tmp_dir=_SystemTemp())
+                    read = extract_package(self.rc, parsed, sink, tmp_dir=_SystemTemp())
         except CrossfetchError as e:
             check = _error_check("package", e)
             if e.cause == "no-package-yaml":  # the doctor knows the reference to push to
