@@ -201,6 +201,17 @@ def test_serve_without_routes_is_a_usage_error() -> None:
     assert r.returncode == 2 and r.stderr.startswith("error:") and "--route" in r.stderr
 
 
+@pytest.mark.parametrize(("option", "value"), [("--upstream-threads", "0"), ("--workers", "65")])
+def test_serve_counts_out_of_range_are_usage_errors(option: str, value: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``--upstream-threads 0`` used to reach ThreadPoolExecutor and end in a traceback."""
+    from crossfetch.cli.main import main
+
+    assert main(["serve", "--route", "a/=reg.example/x/", option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and f"{option}: {value} is not in 1.." in err
+
+
 PROBE = """
 import contextlib, io, sys
 from crossfetch.cli.main import main

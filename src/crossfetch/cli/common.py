@@ -89,14 +89,18 @@ def confirm(question: str) -> bool:
     return answer in ("y", "yes")
 
 
-def _retries(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 10:
-        raise argparse.ArgumentTypeError(f"{value} is not in 0..10")
-    return value
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type of a whole-number option in ``low..high`` (else a usage error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
+        return value
+
+    return parse
 
 
 MAX_SECONDS = 86400.0
@@ -179,7 +183,7 @@ def add_policy_options(p: argparse.ArgumentParser, *, network: bool = True,
         g.add_argument("--rate-window", type=seconds, default=None, metavar="SECONDS",
                        help="The window --min-rate is measured over (default 30).")
     if network:
-        g.add_argument("--retries", type=_retries, default=3, metavar="N",
+        g.add_argument("--retries", type=bounded_int(0, 10), default=3, metavar="N",
                        help="Retries (0..10) on connection errors, 5xx and 429 (Retry-After "
                        "honoured up to 30 s), with backoff; a blob that breaks off is resumed "
                        "where it stopped as often. Only idempotent requests are resent.")

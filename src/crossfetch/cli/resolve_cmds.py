@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .common import (
     REF_HELP,
     add_policy_options,
+    bounded_int,
     build_policy,
     echo,
     emit_json,
@@ -20,19 +21,6 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..resolve import Resolution
-
-
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
-        return value
-
-    return parse
 
 
 def _progress() -> Callable[[int, int], None] | None:
@@ -182,10 +170,10 @@ printed) or a fetch failed; 2 bad usage.""", epilog=REF_HELP)
     p.add_argument("--crossplane-version", metavar="VERSION", default=DEFAULT_VERSION,
                    help=f"Model this Crossplane release ({', '.join(SUPPORTED)}, any patch of "
                    "those minors, or just the minor).")
-    p.add_argument("--jobs", "-j", type=_bounded(1, 64), default=8, metavar="N",
+    p.add_argument("--jobs", "-j", type=bounded_int(1, 64), default=8, metavar="N",
                    help="Requests in flight at once (1..64), sharing one connection pool and "
                    "token cache.")
-    p.add_argument("--max-steps", type=_bounded(1, 1_000_000), default=2000, metavar="N",
+    p.add_argument("--max-steps", type=bounded_int(1, 1_000_000), default=2000, metavar="N",
                    help="Candidate versions (1..1000000) the solution search may try before "
                    "giving up.")
     p.add_argument("--pull", action="store_true",

@@ -7,7 +7,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import add_policy_options, echo, emit_json, handle_errors, new_parser
+from .common import (
+    add_policy_options,
+    bounded_int,
+    echo,
+    emit_json,
+    handle_errors,
+    new_parser,
+)
 
 if TYPE_CHECKING:
     from ..serve.config import ServeConfig
@@ -125,8 +132,6 @@ def run_serve(ns: argparse.Namespace) -> None:
     if ns.emit:
         _emit(ns, cfg)
         return
-    if cfg.workers < 1 or cfg.workers > 64:
-        raise UsageError(f"--workers {cfg.workers} is not in 1..64")
     if cfg.workers > 1:
         # prometheus-client reads this when it is imported: the workers' metrics are summed.
         import shutil
@@ -196,11 +201,12 @@ goes to stderr. See docs/serve.md for the security model and deployment.
     p.add_argument("--tag-ttl", default="5m", metavar="DURATION",
                    help="Re-resolve a tag with the upstream after this long (0: every time). "
                    "While the upstream is down the last known digest is served.")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="Processes serving one socket and one cache (TLS is encrypted by each "
-                   "process's event loop: use about one per core for throughput).")
-    p.add_argument("--upstream-threads", type=int, default=16, metavar="N",
-                   help="Threads for upstream calls (each for metadata and for blob fetches).")
+    p.add_argument("--workers", type=bounded_int(1, 64), default=1, metavar="N",
+                   help="Processes (1..64) serving one socket and one cache (TLS is encrypted "
+                   "by each process's event loop: use about one per core for throughput).")
+    p.add_argument("--upstream-threads", type=bounded_int(1, 256), default=16, metavar="N",
+                   help="Threads (1..256) for upstream calls (each for metadata and for blob "
+                   "fetches).")
     p.add_argument("--allow-redirect-host", dest="allow_redirect_hosts", action="append",
                    default=[], metavar="HOST",
                    help="Follow upstream blob redirects to this host (object storage, CDN). "
