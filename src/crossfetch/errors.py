@@ -311,6 +311,11 @@ class Unauthorized(HTTPStatusError):
     default_cause = "unauthorized"
 
 
+GIVE_CREDENTIALS = ("give credentials for this registry: --pull-secret FILE, docker login, "
+                    "--username with --password-stdin, or an ImageConfig pullSecretRef")
+"""The fix when a registry wants credentials and none were given."""
+
+
 class AuthError(FetchError):
     """A credential source or token exchange failed."""
 

@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .capped import read_capped
 from .errors import (
+    GIVE_CREDENTIALS,
     RETRY_SENT,
     CrossfetchError,
     DigestMismatch,
@@ -92,8 +93,7 @@ def status_error(resp: Response, what: str, *,
             answered, **common,
             detail={"scheme": challenge.split(" ", 1)[0] if challenge else None,
                     "realm": realm.group(1) if realm else None},
-            fix="give credentials for this registry: --pull-secret FILE, docker login, "
-            "--username with --password-stdin, or an ImageConfig pullSecretRef")
+            fix=GIVE_CREDENTIALS)
     if status == 404:
         return NotFound(f"{what}: {url} answered 404 Not Found{code}", **common,
                         fix=_not_found_fix(url))

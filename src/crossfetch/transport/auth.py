@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlencode
 
 from ..capped import read_capped
-from ..errors import AuthError, PolicyRefused, Unauthorized
+from ..errors import GIVE_CREDENTIALS, AuthError, PolicyRefused, Unauthorized
 from ..policy.credentials import credential_secrets, redact
 from ..policy.model import Credential, Endpoint, TLSConfig, TLSMode
 from .challenge import Challenge, MalformedChallenge, parse_challenges, pick
@@ -303,8 +303,7 @@ class RegistryAuth(Auth):
                 f"{resp.status_code} {resp.reason_phrase}" + (f": {text}" if text else ""),
                 url=str(url), host=url.host, cause=cause,
                 fix="check the user name and password (or token)" if cred is not None else
-                "give credentials for this registry: --pull-secret FILE, docker login, "
-                "--username with --password-stdin, or an ImageConfig pullSecretRef")
+                GIVE_CREDENTIALS)
         return _parse_token(data, str(url))
 
     # --- failures ---
@@ -316,9 +315,7 @@ class RegistryAuth(Auth):
             f"{request.url.netloc} rejected {who} for {request.method} "
             f"{request.url.path}", status=status, url=str(request.url), host=request.url.host,
             cause="credentials-rejected" if cred else "unauthorized",
-            fix=_rejected_fix(cred) if cred
-            else "give credentials for this registry: --pull-secret FILE, docker login, "
-            "--username with --password-stdin, or an ImageConfig pullSecretRef")
+            fix=_rejected_fix(cred) if cred else GIVE_CREDENTIALS)
 
     def _insufficient(self, request: Request, sent: _Sent,
                       challenge: Challenge) -> Unauthorized:
