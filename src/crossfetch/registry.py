@@ -53,13 +53,6 @@ _LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
 
 
-def _content_length(resp: Response) -> int | None:
-    """The declared body size; ``None`` when absent or not ASCII digits (``²`` passes
-    ``isdigit()`` but not ``int()``)."""
-    value = (resp.headers.get("content-length") or "").strip()
-    return int(value) if value.isascii() and value.isdigit() else None
-
-
 def _resumes_at(resp: Response, start: int, size: int) -> bool:
     """Whether a 206 answers ``Range: bytes=START-`` of a ``size``-byte blob exactly."""
     m = _CONTENT_RANGE_RE.fullmatch((resp.headers.get("content-range") or "").strip())
@@ -289,7 +282,7 @@ class RegistryClient:
         try:
             resp = self._send(ep, "HEAD", f"manifests/{ident}", headers={"Accept": ACCEPT})
             digest = resp.headers.get("docker-content-digest")
-            size = _content_length(resp) if "content-length" in resp.headers else 0
+            size = resp.content_length if "content-length" in resp.headers else 0
             if resp.status_code == 200 and digest and size is not None:
                 if ident.startswith("sha256:") and digest != ident:
                     raise DigestMismatch(f"HEAD of {ident} returned digest {digest}",
@@ -340,7 +333,7 @@ class RegistryClient:
             try:
                 raw = read_capped(resp.iter_raw(), MAX_MANIFEST_BYTES,
                                   f"manifest at {resp.request.url}", url=str(resp.request.url),
-                                  declared=_content_length(resp), fix=OVERSIZED_FIX)
+                                  declared=resp.content_length, fix=OVERSIZED_FIX)
             except WireError as e:
                 raise self.transport.explain(ep, str(resp.request.url), e) from None
         finally:
@@ -401,7 +394,7 @@ class RegistryClient:
         desc = Descriptor(media_type="", digest=check_digest(digest), size=0)
         ep, resp = self._each(PULL, "fetch a blob", lambda ep: self._open_blob_on(ep, desc),
                               digest=desc.digest)
-        size = _content_length(resp)
+        size = resp.content_length
         if size is None:
             resp.close()
             raise FetchError(f"blob {digest} from {resp.request.url} came without a "
@@ -416,7 +409,7 @@ class RegistryClient:
             resp.close()
             if resp.status_code != 200:
                 raise self._status_error(resp, f"HEAD blob {digest[:19]}")
-            size = _content_length(resp)
+            size = resp.content_length
             if size is None:
                 raise FetchError(f"HEAD of blob {digest} answered without a Content-Length",
                                  url=str(resp.request.url))

@@ -334,11 +334,9 @@ class RegistryAuth(Auth):
 
 
 def _read_capped(resp: Response, where: str) -> bytes:
-    declared = resp.headers.get("content-length")
     # requests ask for identity: no content coding to undo
     return read_capped(resp.iter_bytes(), MAX_TOKEN_RESPONSE, f"token response from {where}",
-                       url=where, declared=int(declared) if declared and declared.isascii()
-                       and declared.isdigit() else None)
+                       url=where, declared=resp.content_length)
 
 
 def _parse_token(data: bytes, where: str) -> tuple[str, float]:

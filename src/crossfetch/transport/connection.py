@@ -207,6 +207,13 @@ class Response:
         return self.status_code in REDIRECTS and "location" in self.headers
 
     @property
+    def content_length(self) -> int | None:
+        """The declared body size; ``None`` when absent or not ASCII digits (``²`` passes
+        ``isdigit()`` but not ``int()``)."""
+        value = (self.headers.get("content-length") or "").strip()
+        return int(value) if value.isascii() and value.isdigit() else None
+
+    @property
     def content(self) -> bytes:
         if self._content is None:
             raise RuntimeError("the response body has not been read")
