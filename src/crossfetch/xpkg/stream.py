@@ -201,16 +201,22 @@ class _Writer:
         return self._error
 
 
+def _share(scanner: PackageScanner, size: int) -> None:
+    """Give the scanner of a ``package.yaml`` of ``size`` bytes a helper process when that
+    pays (:data:`_PARALLEL_MIN`)."""
+    if size >= _PARALLEL_MIN and scanner.helper is None:
+        from .parallel import start
+
+        scanner.helper = start()
+
+
 def _copy(pieces: Iterator[bytes], size: int, sink: BinaryIO, scanner: PackageScanner) -> None:
     if size < _THREAD_MIN:
         for piece in pieces:
             sink.write(piece)
             scanner.feed(piece)
         return
-    if size >= _PARALLEL_MIN and scanner.helper is None:
-        from .parallel import start
-
-        scanner.helper = start()
+    _share(scanner, size)
     writer = _Writer(sink, scanner)
     try:
         for piece in pieces:
@@ -354,10 +360,7 @@ def read_flattened(layers: Sequence[tuple[Descriptor, Iterable[bytes]]], sink: B
                 "`crossplane xpkg build`")
         scanner = PackageScanner(max_bytes=max_package_bytes)
         try:
-            if os.path.getsize(best[0]) >= _PARALLEL_MIN:
-                from .parallel import start
-
-                scanner.helper = start()
+            _share(scanner, os.path.getsize(best[0]))
             with open(best[0], "rb") as f:
                 while block := f.read(_OUT_CHUNK):
                     sink.write(block)
