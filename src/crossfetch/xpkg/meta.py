@@ -264,6 +264,9 @@ def _blank(doc: bytes) -> bool:
 #   internal/controller/pkg/revision/reconciler.go ("cannot parse package contents",
 #   "linting package contents failed").
 # The kinds allowed per package type are crossfetch.xpkg.lint.ALLOWED, shared with `build`.
+# A cache hit trusts the summary stored when the entry was scanned under these rules
+# (crossfetch.client.package_summary): a change to them must bump client.SUMMARY_VERSION, or
+# entries stored before it keep passing packages the new rules refuse.
 
 _STR_TAGS = (None, "!", "tag:yaml.org,2002:str")
 _TOKEN_START = frozenset(b" \t\r\n[{,")
