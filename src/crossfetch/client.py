@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from .cache import Cache, CacheEntry, Lease, variant_name, verify_and_scan, verify_file
+from .cache import (
+    MAX_RECORD_BYTES,
+    Cache,
+    CacheEntry,
+    Lease,
+    variant_name,
+    verify_and_scan,
+    verify_file,
+)
 from .errors import CacheMiss, CrossfetchError, DigestMismatch, PolicyRefused, UsageError
 from .oci import BaseLayer, BlobSource, Descriptor, Manifest, Platform, resolve_image
 from .policy.model import Decision, Endpoint
@@ -418,13 +426,18 @@ scanned again on their next hit."""
 def package_summary(pkg: Package) -> dict[str, Any] | None:
     """What a cache hit needs to rebuild ``pkg`` without parsing the stream again (the meta
     object, object counts, size), or ``None`` when the meta object does not survive JSON
-    unchanged (then hits scan the stream)."""
+    unchanged, or would take more than half of the cache record's cap (a meta object may be a
+    MiB of YAML, and non-ASCII text grows in JSON; a record over the cap reads as a broken
+    entry). Then hits scan the stream."""
     import json
 
     from .xpkg.meta import package_from_meta
 
     try:
-        meta = json.loads(json.dumps(pkg.meta))
+        text = json.dumps(pkg.meta, indent=1, sort_keys=True)  # as the record is written
+        if len(text) > MAX_RECORD_BYTES // 2:
+            return None
+        meta = json.loads(text)
         same = package_from_meta(meta, dict(pkg.objects), pkg.size, pkg.sha256) == pkg
     except (TypeError, ValueError, CrossfetchError):
         return None

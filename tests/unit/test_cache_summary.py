@@ -73,3 +73,28 @@ def test_other_entries_are_parsed_again(tmp_path: Path, stream: bytes, summary: 
     monkeypatch.setattr(xmeta.PackageScanner, "feed", counting)
     assert entry_package(_entry(tmp_path, stream, summary)) == pkg
     assert sum(fed) == len(stream)
+
+
+def test_a_big_meta_object_is_not_summarised_so_its_entry_stays_readable(
+        tmp_path: Path) -> None:
+    """900 KB of CJK text is under the 1 MiB meta cap, but twice that as JSON: summarised, the
+    record would be over the cache's record cap and every lookup would miss it as broken."""
+    from crossfetch.cache import Cache
+
+    readme = "文" * 300_000
+    data = package_stream("apiVersion: meta.pkg.crossplane.io/v1\nkind: Configuration\n"
+                          "metadata:\n  name: c\n  annotations:\n"
+                          f"    meta.crossplane.io/readme: \"{readme}\"\n", [])
+    pkg = _scan(data)
+    summary = package_summary(pkg)
+    assert summary is None
+    cache = Cache(tmp_path)
+    pending = cache.begin()
+    (pending.dir / PACKAGE_FILE).write_bytes(data)
+    top = "sha256:" + "a" * 64
+    cache.commit(pending, top, "image", {"packageSha256": pkg.sha256,
+                                         "packageSummary": summary}).release()
+    entry = cache.lookup(top)
+    assert entry is not None
+    assert entry_package(entry) == pkg
+    entry.release()
