@@ -48,7 +48,7 @@ from .errors import ConfigError, DigestMismatch, UsageError
 from .oci import check_digest
 
 if TYPE_CHECKING:
-    from .xpkg.meta import Package
+    from .xpkg.meta import Package, PackageScanner
 
 IMAGE_VARIANT = "image"
 PACKAGE_FILE = "package.yaml"
@@ -678,9 +678,7 @@ def verify_file(path: Path, sha256_hex: str, feed: Callable[[bytes], None] | Non
                              fix="the cache entry was removed; pull again")
 
 
-def verify_and_scan(path: Path, sha256_hex: str, scanner: Any) -> Package:
-    """:func:`verify_file`, feeding ``scanner`` (a
-    :class:`~crossfetch.xpkg.meta.PackageScanner`), and the package it read."""
+def verify_and_scan(path: Path, sha256_hex: str, scanner: PackageScanner) -> Package:
+    """:func:`verify_file`, feeding ``scanner``, and the package it read."""
     verify_file(path, sha256_hex, scanner.feed)
-    pkg: Package = scanner.finish()
-    return pkg
+    return scanner.finish()
