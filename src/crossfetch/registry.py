@@ -314,7 +314,7 @@ class RegistryClient:
         capability = PULL if identifier.startswith("sha256:") else RESOLVE
         return self._each(capability, "fetch the manifest",
                           lambda ep: self._get_manifest_on(ep, identifier),
-                          digest=identifier if identifier.startswith("sha") else None)
+                          digest=identifier if capability == PULL else None)
 
     def _get_manifest_on(self, ep: Endpoint, ident: str) -> tuple[bytes, str, str]:
         try:
