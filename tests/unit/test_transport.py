@@ -227,6 +227,8 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds("²") is None  # isdigit() accepts it, float() does not
+    # a year past datetime's range: parsedate_to_datetime raises OverflowError, not ValueError
+    assert retry_after_seconds("Fri, 31 Dec 99999999999 23:59:59 GMT") is None
 
 
 def test_huge_retry_after_is_not_slept(plain: Server) -> None:
