@@ -198,3 +198,11 @@ def test_a_deeply_nested_token_response_is_an_auth_error() -> None:
 
     with pytest.raises(AuthError, match="without a JSON object"):
         _parse_token(b"[" * 100_000 + b"]" * 100_000, "https://auth.example/token")
+
+
+def test_a_token_lifetime_past_float_range_is_the_default() -> None:
+    from crossfetch.transport.auth import DEFAULT_EXPIRES_IN, _parse_token
+
+    body = b'{"token": "t", "expires_in": 1' + b"0" * 400 + b"}"  # float() overflows
+    token, expires = _parse_token(body, "https://auth.example/token")
+    assert token == "t" and expires == DEFAULT_EXPIRES_IN

@@ -353,8 +353,9 @@ def _parse_token(data: bytes, where: str) -> tuple[str, float]:
         raise AuthError(f"token server {where} sent no usable token", url=where,
                         cause="token-failed", fix="check the token server's configuration")
     expires = body.get("expires_in")
-    expires_in = float(expires) if isinstance(expires, int | float) and expires > 0 \
-        else float(DEFAULT_EXPIRES_IN)
+    # an int past float's range would make float() raise OverflowError
+    expires_in = float(expires) if isinstance(expires, int | float) and \
+        0 < expires <= sys.float_info.max else float(DEFAULT_EXPIRES_IN)
     return token, expires_in
 
 
