@@ -56,7 +56,8 @@ _CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
 def _resumes_at(resp: Response, start: int, size: int) -> bool:
     """Whether a 206 answers ``Range: bytes=START-`` of a ``size``-byte blob exactly."""
     m = _CONTENT_RANGE_RE.fullmatch((resp.headers.get("content-range") or "").strip())
-    return m is not None and int(m.group(1)) == start and int(m.group(2)) == size - 1 and \
+    # compared as text: int() of a header's digits raises past 4300 of them
+    return m is not None and m.group(1) == str(start) and m.group(2) == str(size - 1) and \
         m.group(3) in ("*", str(size))
 
 

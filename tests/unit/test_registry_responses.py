@@ -66,13 +66,28 @@ def test_a_null_tag_list_is_empty(canned: tuple[str, type[Canned]]) -> None:
     assert client(host).tags() == []
 
 
+# "9" * 5000: ASCII digits, but more than int() converts (ValueError past 4300 digits)
+@pytest.mark.parametrize("length", ["lots", "9" * 5000])
 def test_a_non_numeric_content_length_falls_back_to_get(
-        canned: tuple[str, type[Canned]]) -> None:
+        canned: tuple[str, type[Canned]], length: str) -> None:
     host, handler = canned
     handler.body = MANIFEST
     handler.headers_out = {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
-                           "Docker-Content-Digest": DIGEST, "Content-Length": "lots"}
+                           "Docker-Content-Digest": DIGEST, "Content-Length": length}
     desc = client(host).head()
     assert desc.digest == DIGEST and desc.size == len(MANIFEST)
     raw, _, digest = client(host).fetch_manifest("v1")
     assert raw == MANIFEST and digest == DIGEST
+
+
+@pytest.mark.parametrize(("content_range", "ok"), [
+    ("bytes 5-9/10", True), ("bytes 5-9/*", True), ("bytes 4-9/10", False),
+    ("bytes " + "9" * 5000 + "-9/10", False),  # too many digits for int(): no traceback
+])
+def test_a_resumed_range_must_be_the_one_asked_for(content_range: str, ok: bool) -> None:
+    from crossfetch.registry import _resumes_at
+    from crossfetch.transport.connection import Request, Response
+
+    resp = Response(206, request=Request("GET", "http://registry.example/"),
+                    headers={"content-range": content_range})
+    assert _resumes_at(resp, 5, 10) is ok

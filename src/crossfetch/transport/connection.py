@@ -208,10 +208,15 @@ class Response:
 
     @property
     def content_length(self) -> int | None:
-        """The declared body size; ``None`` when absent or not ASCII digits (``²`` passes
+        """The declared body size; ``None`` when absent or not a number (``²`` passes
         ``isdigit()`` but not ``int()``)."""
         value = (self.headers.get("content-length") or "").strip()
-        return int(value) if value.isascii() and value.isdigit() else None
+        if not (value.isascii() and value.isdigit()):
+            return None
+        try:
+            return int(value)
+        except ValueError:  # more digits than int() converts (4300)
+            return None
 
     @property
     def content(self) -> bytes:
