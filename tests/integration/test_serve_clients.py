@@ -148,6 +148,19 @@ def test_emit_hosts_toml_refuses_routes_containerd_cannot_use(tmp_path: Path) ->
     assert "error:" in r.stderr and "--route" in r.stderr
 
 
+def test_emit_dir_is_not_left_through_a_symlink(tmp_path: Path) -> None:
+    """--emit-dir writes only under the directory named, as trust --emit certs-d does."""
+    hosts, elsewhere = tmp_path / "hosts", tmp_path / "elsewhere"
+    hosts.mkdir()
+    elsewhere.mkdir()
+    (hosts / "reg.test:5000").symlink_to(elsewhere)
+    r = subprocess.run([*CLI, "serve", "--state-dir", str(tmp_path / "state"), "--route",
+                        "g/=reg.test:5000/", "--emit", "hosts-toml", "--emit-dir", str(hosts)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2 and "is outside" in r.stderr, r.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_graceful_shutdown_finishes_in_flight_responses(testbed_dir: Path, tmp_path: Path
                                                         ) -> None:
     with Registry(tmp_path / "up", storage=tmp_path / "up-data") as up:

@@ -78,6 +78,8 @@ def _advertised(ns: argparse.Namespace, cfg: ServeConfig) -> str:
 
 def _emit(ns: argparse.Namespace, cfg: ServeConfig) -> None:
     from ..errors import ConfigError
+    from ..fixes.hoststoml import host_dir
+    from ..fixes.names import CERTS_D
     from ..serve import emit
     from ..serve.certs import ensure_state
 
@@ -100,11 +102,12 @@ def _emit(ns: argparse.Namespace, cfg: ServeConfig) -> None:
         else:
             echo(text, nl=False)
         return
-    root = Path(ns.emit_dir) if ns.emit_dir else Path("/etc/containerd/certs.d")
+    root = Path(ns.emit_dir) if ns.emit_dir else Path(CERTS_D)
     files = emit.hosts_toml(cfg.routes, bridge, "")
     written: dict[str, str] = {}
     for registry in files:
-        d = root / emit.host_dir_name(registry)
+        # Written: the directory must stay under -o even through symlinks there.
+        d = host_dir(root, registry) if ns.emit_dir else root / emit.host_dir_name(registry)
         text = emit.hosts_toml(cfg.routes, bridge, str(d / emit.HOSTS_CA))[registry]
         written[str(d / "hosts.toml")] = text
         if ns.emit_dir:

@@ -86,10 +86,10 @@ def for_registry(registry: str, *, plain_http: bool = False, ca: bool = False,
                       comments=[f"{directory}/hosts.toml"])
 
 
-def host_dir(root: Path, registry: str) -> Path:
-    """``root/<registry>`` (the certs.d layout of containerd, Docker and containers), refusing
-    any name that is not a registry ``host[:port]`` and so could lead outside ``root``
-    (``..``, separators, absolute paths)."""
+def check_host_dir_name(registry: str, root: str | Path = CERTS_D) -> str:
+    """``registry`` as a certs.d directory name (the layout of containerd, Docker and
+    containers), refusing any name that is not a registry ``host[:port]`` and so could lead
+    outside ``root`` (``..``, separators, absolute paths). Pure: reads no file."""
     from ..errors import InvalidReference, UsageError
     from ..reference import _split_registry
 
@@ -101,7 +101,15 @@ def host_dir(root: Path, registry: str) -> Path:
         raise UsageError(f"{registry!r} is not a registry host[:port], so it cannot name a "
                          f"directory under {root}",
                          fix="give the registry as HOST[:PORT], e.g. reg.example:8443") from None
-    target = root / registry
+    return registry
+
+
+def host_dir(root: Path, registry: str) -> Path:
+    """``root/<registry>`` to write into: :func:`check_host_dir_name`, and the resolved path
+    (symlinks followed) must still be under ``root``."""
+    from ..errors import UsageError
+
+    target = root / check_host_dir_name(registry, root)
     if root.resolve() not in target.resolve().parents:
         raise UsageError(f"{target} is outside {root}", fix="give a plain HOST[:PORT]")
     return target

@@ -3,11 +3,9 @@ with :mod:`crossfetch.fixes`' one writer per format."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import UsageError
 from ..fixes import configmap, helm, hoststoml, imageconfig
-from ..fixes.names import CERTS_D, CROSSPLANE_NAMESPACE, object_name
+from ..fixes.names import CROSSPLANE_NAMESPACE, object_name
 from .config import Route
 
 CA_CONFIGMAP = "crossfetch-bridge-ca"
@@ -71,5 +69,5 @@ def hosts_toml(routes: list[Route], bridge: str, ca_path: str) -> dict[str, str]
 
 def host_dir_name(registry: str) -> str:
     """The certs.d directory name for ``registry``; refuses names that would leave it (the
-    one check of :func:`crossfetch.fixes.hoststoml.host_dir`)."""
-    return hoststoml.host_dir(Path(CERTS_D), registry).name
+    one check, :func:`crossfetch.fixes.hoststoml.check_host_dir_name`)."""
+    return hoststoml.check_host_dir_name(registry)
