@@ -156,6 +156,15 @@ def test_errors_are_restated_for_the_release_with_a_fix_it_can_use() -> None:
         assert ("prefix: 127.0.0.2:5000/" in out.fix) is has_rewrite
 
 
+def test_plain_http_route_of_a_v6_registry_without_a_port() -> None:
+    """``[fd00::5]`` names no port: the route says <port>, not the address's tail ``5]``."""
+    err = PlainHTTPError("plain HTTP", url="https://[fd00::5]/v2/", host="fd00::5",
+                         mode="Strict")
+    fix = in_crossplane_terms(err, get("v2.3")).fix
+    assert fix is not None and "<registry-service-cluster-ip>:<port>/" in fix
+    assert "cluster-ip>:5]" not in fix
+
+
 def test_errors_copy_with_all_their_attributes() -> None:
     # registry.head_fallback_error copies the GET's error: a 401 on HEAD and GET crashed with
     # "HTTPStatusError.__init__() missing ... 'status'" before CrossfetchError.__copy__.

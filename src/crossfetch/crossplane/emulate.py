@@ -128,7 +128,7 @@ def crossplane_fix(err: CrossfetchError, profile: Profile, registry: str, *,
     steps: list[Step] = []
     cp = f"Crossplane {profile.version}"
     if err.cause == "plain-http" and not speaks_http:
-        port = registry.rpartition(":")[2] if ":" in registry.strip("[]") else "<port>"
+        port = causes.port_of(registry) or "<port>"  # "[fd00::5]" names none
         to = f"{causes.CLUSTER_IP}:{port}/"
         title = (f"{cp} speaks plain HTTP only to the hosts in its go-containerregistry's rule "
                  "(RFC 1918 addresses among them): reach the registry by its Service's "

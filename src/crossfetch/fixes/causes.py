@@ -38,7 +38,8 @@ def _is_loopback(registry: str) -> bool:
     return is_loopback(host) or is_localhost_name(host)
 
 
-def _port(registry: str) -> str | None:
+def port_of(registry: str) -> str | None:
+    """The port ``host[:port]`` names, if any."""
     _, colon, port = registry.rpartition(":")  # "[::1]:5000" has a port, "[::1]" not
     return port if colon and port.isdigit() else None
 
@@ -73,7 +74,7 @@ def loopback(registry: str, host: str, *, is_ip: bool, resolver_maps: bool = Tru
                           "*.localhost for loopback); to pull from here add it:",
                           f"echo '127.0.0.1 {host}' | sudo tee -a /etc/hosts"))
     if is_ip:
-        port = _port(registry) or "<port>"
+        port = port_of(registry) or "<port>"
         dot_local_http = _has(target, "plain_http_local_dot_local")
         if plain_http and not dot_local_http:
             # go-containerregistry v0.21.6 (PR #2281) dropped *.local from its plain-HTTP
