@@ -95,20 +95,16 @@ def in_crossplane_terms(err: CrossfetchError, profile: Profile,
     """``err`` restated as Crossplane ``profile``'s failure, with a fix that release can use."""
     from urllib.parse import urlsplit
 
-    from .profile import plain_http_allowed, plain_http_summary
-
     registry = decision.resolved.registry if decision else (
         (urlsplit(err.url).netloc if err.url else "") or err.host or "")
     message = f"Crossplane {profile.version} would not pull"
     if decision is not None:
         message += f" {decision.reference}"
     if err.cause == "plain-http":
-        message += (f": {registry} speaks plain HTTP (HTTPS was tried first), and "
-                    f"{plain_http_summary(profile)}")
+        message += f": {plain_http_refusal(registry, profile)}"
     else:
         message += f": {err.message}"
-    fix = crossplane_fix(err, profile, registry,
-                         speaks_http=plain_http_allowed(profile, registry) if registry else None)
+    fix = crossplane_fix(err, profile, registry)
     out = copy.copy(err)
     out.args = (message,)
     out.message = message
@@ -117,14 +113,23 @@ def in_crossplane_terms(err: CrossfetchError, profile: Profile,
     return out
 
 
-def crossplane_fix(err: CrossfetchError, profile: Profile, registry: str, *,
-                   speaks_http: bool | None = None) -> str | None:
+def plain_http_refusal(registry: str, profile: Profile) -> str:
+    """Why ``profile`` does not pull from ``registry``, found speaking plain HTTP."""
+    from .profile import plain_http_summary
+
+    return (f"{registry} speaks plain HTTP (HTTPS was tried first), and "
+            f"{plain_http_summary(profile)}")
+
+
+def crossplane_fix(err: CrossfetchError, profile: Profile, registry: str) -> str | None:
     """The fix for ``err`` written for ``profile``: the steps of :mod:`crossfetch.fixes` for
     Crossplane, the cluster and the registry (never crossfetch-only options), led for plain
     HTTP by the route go-containerregistry's rule leaves open."""
     from ..fixes import Audience, Step, causes, for_error
     from ..fixes.fix import Fix
+    from .profile import plain_http_allowed
 
+    speaks_http = plain_http_allowed(profile, registry) if registry else None
     steps: list[Step] = []
     cp = f"Crossplane {profile.version}"
     if err.cause == "plain-http" and not speaks_http:

@@ -191,8 +191,7 @@ def _probe(doctor: Doctor, run: _Run, decision: Decision, ep: Endpoint, data: di
 
 
 def _failure(prof: Profile, decision: Decision, bad: Check, data: dict[str, Any]) -> Verdict:
-    from ..crossplane.emulate import crossplane_fix
-    from ..crossplane.profile import plain_http_allowed, plain_http_summary
+    from ..crossplane.emulate import crossplane_fix, plain_http_refusal
 
     registry = decision.resolved.registry
     err_data = bad.data.get("error") or {}
@@ -200,10 +199,8 @@ def _failure(prof: Profile, decision: Decision, bad: Check, data: dict[str, Any]
                           cause=bad.cause)
     detail = f"{bad.label}: {bad.detail}"
     if bad.cause == "plain-http":
-        detail = (f"{registry} speaks plain HTTP (HTTPS was tried first), and "
-                  f"{plain_http_summary(prof)}.")
-    fix = crossplane_fix(err, prof, registry,
-                         speaks_http=plain_http_allowed(prof, registry)) or bad.fix
+        detail = f"{plain_http_refusal(registry, prof)}."
+    fix = crossplane_fix(err, prof, registry) or bad.fix
     return Verdict(prof.version, False, bad.cause, detail, fix, data)
 
 
