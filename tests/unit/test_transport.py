@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 import trustme
 
-from crossfetch.errors import PlainHTTPError, PolicyRefused, TLSError, TLSExpectedError
+from crossfetch.errors import (
+    FetchError,
+    PlainHTTPError,
+    PolicyRefused,
+    TLSError,
+    TLSExpectedError,
+)
 from crossfetch.fixes import for_error
 from crossfetch.policy.model import Endpoint, TLSConfig, TLSMode
 from crossfetch.transport.connection import BasicAuth
@@ -188,6 +194,17 @@ def test_unsafe_redirects_refused(src: str, target: str, needle: str) -> None:
     with pytest.raises(PolicyRefused) as ei:
         Transport.check_redirect(src, target)
     assert needle in str(ei.value)
+
+
+@pytest.mark.parametrize("location", [
+    "http://[::1/x",  # urljoin/urlsplit raise ValueError
+    "http://127.0.0.1:99999/x", "http://127.0.0.1:abc/x",  # no port
+    "/\xe9", "http://ex ample/x", "/a\x00b",  # http.client cannot send these
+])
+def test_a_malformed_redirect_is_a_fetch_error(plain: Server, location: str) -> None:
+    plain.route("/a", 302, {"Location": location})
+    with transport() as t, pytest.raises(FetchError, match="not a valid URL"):
+        t.send(ep(f"http://{plain.host}", TLSMode.DISABLED), "GET", "/a", follow_redirects=True)
 
 
 def test_https_to_http_redirect_refused_end_to_end(tls_server: Server, plain: Server,

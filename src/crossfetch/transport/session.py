@@ -27,6 +27,7 @@ from .. import __version__
 from ..errors import (
     RETRY_SENT,
     RETRY_UNSENT,
+    FetchError,
     PlainHTTPError,
     PolicyRefused,
     TLSError,
@@ -105,6 +106,13 @@ def unsafe_target(host: str) -> str | None:
     if ip.version == 6 and ip in ipaddress.ip_network("fd00:ec2::/32"):
         return "a cloud metadata address"
     return None
+
+
+def _invalid_redirect(src: str, target: str, why: str) -> FetchError:
+    return FetchError(f"refusing redirect from {src} to {target!r}: not a valid URL ({why})",
+                      url=src, cause="unsafe-redirect",
+                      fix="the registry (or a proxy in front of it) sends a malformed Location "
+                      "header: check its redirect settings")
 
 
 class Transport:
@@ -198,7 +206,10 @@ class Transport:
                                      cause="too-many-redirects",
                                      fix="the registry (or its storage redirect) sends requests "
                                      "in a loop: check its redirect settings")
-            target = urljoin(str(resp.request.url), location)
+            try:
+                target = urljoin(str(resp.request.url), location)
+            except ValueError as e:  # e.g. an unclosed IPv6 bracket
+                raise _invalid_redirect(str(resp.request.url), location, str(e)) from None
             self.check_redirect(str(resp.request.url), target)
             same_host = urlsplit(target).netloc == urlsplit(str(resp.request.url)).netloc
             # Credentials stay with the registry: another host gets a bare request (only a
@@ -211,7 +222,14 @@ class Transport:
 
     @staticmethod
     def check_redirect(src: str, target: str) -> None:
-        s, t = urlsplit(src), urlsplit(target)
+        if not (target.isascii() and target.isprintable()) or " " in target:
+            # http.client cannot send it (UnicodeEncodeError, InvalidURL): refuse it here
+            raise _invalid_redirect(src, target, "non-ASCII, control or space characters")
+        try:
+            s, t = urlsplit(src), urlsplit(target)
+            t.port  # noqa: B018 - raises for a port out of range or not a number
+        except ValueError as e:
+            raise _invalid_redirect(src, target, str(e)) from None
         if t.scheme not in ("http", "https"):
             raise PolicyRefused(f"refusing redirect from {src} to {target}: scheme {t.scheme!r}",
                                 url=src, cause="unsafe-redirect")
