@@ -7,8 +7,8 @@ Crossplane's ``Fetcher`` is one interface for its fetch path.
 - :class:`RuntimeSource`: the node's container runtime (the kubelet path, ``--via cri``); it
   may ask the runtime to pull only when the pull policy allows the network.
 
-``serve``, ``resolve`` and ``push`` plug in here: anything that can resolve and open blobs is
-a source.
+Only :class:`~crossfetch.client.Client` reads through these; ``serve`` reaches its upstream
+through its own per-repository interface (``serve/upstream.py``).
 """
 
 from __future__ import annotations
