@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.proxy import Fault
 from tests.support.registry import Registry
 from tests.support.serve import BridgeProcess, ResettingProxy, push_image
 
@@ -74,6 +75,30 @@ def test_single_flight_50_cold_clients_one_upstream_fetch(tmp_path: Path,
         caches = [x["cache"] for x in b.requests() if x.get("kind") == "blob"]
         assert caches.count("miss") == 1 and len(caches) == 50
         assert cached_blobs(b) == {digest}
+
+
+def test_a_fetch_for_one_repository_is_joined_only_where_the_upstream_has_the_blob(
+        tmp_path: Path, upstream: Registry) -> None:
+    """A request for another repository while a blob is in flight is checked with the
+    upstream first, as a cached blob is: the bridge serves only what the upstream serves."""
+    data = os.urandom(400)
+    _, (digest,) = push_image(upstream.url, "fns/has", "v1", [data])
+    push_image(upstream.url, "fns/lacks", "v1", [os.urandom(100)])
+    with ResettingProxy(upstream.url) as proxy:
+        policy = plain_policy(tmp_path / "p.yaml", proxy.host)
+        with BridgeProcess(tmp_path, [f"a/={proxy.host}/fns/"], "--config", str(policy),
+                           "--min-rate", "0") as b, ThreadPoolExecutor(1) as pool:
+            proxy.inject(Fault("drip-body", where="blob", path="/fns/has/", rate=200))
+            slow = pool.submit(curl_sha, b, f"/v2/a/has/blobs/{digest}")  # ~2 s in flight
+            deadline = time.monotonic() + 30
+            while not proxy.requests_for("GET", blobs=True) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            rc, _, n = curl_sha(b, f"/v2/a/lacks/blobs/{digest}")
+            assert not slow.done()  # it was joinable: the fetch was still running
+            assert rc != 0 and n == 0  # curl --fail: the upstream's 404, no bytes
+            assert slow.result() == (0, digest, len(data))
+            lacks = [x for x in b.requests() if "/a/lacks/" in x["path"]]
+            assert [x["status"] for x in lacks] == [404]
 
 
 @pytest.mark.parametrize("fault", ["corrupt", "reset"])

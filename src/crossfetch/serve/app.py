@@ -515,12 +515,7 @@ class Bridge:
                    "Accept-Ranges": "bytes", API_HEADER[0]: API_HEADER[1]}
         size = store.has_blob(digest)
         if size is not None and not store.linked(name, digest):
-            # Stored for another repository: serve it here only if the upstream has it here.
-            try:
-                await self.run(self.upstreams.stat_blob, name, digest)
-            except CrossfetchError as e:
-                raise upstream_error(e, "BLOB_UNKNOWN") from None
-            store.link(name, digest)
+            await self._vouch(name, digest)  # stored for another repository
         if size is not None:
             info["cache"] = "hit"
             store.touch(digest)
@@ -538,6 +533,9 @@ class Bridge:
                 raise upstream_error(e, "BLOB_UNKNOWN") from None
             return await _head(request, headers, size)
         flight = self.flights.get(digest)
+        if flight is not None and flight.name != name and not store.linked(name, digest):
+            await self._vouch(name, digest)  # being fetched for another repository
+            flight = self.flights.get(digest)
         info["cache"] = "shared" if flight else "miss"
         if flight is None:
             flight = BlobFlight(self, name, digest)
@@ -581,6 +579,15 @@ class Bridge:
         except ConnectionResetError:
             info["aborted"] = "client went away"
         return stream
+
+    async def _vouch(self, name: str, digest: str) -> None:
+        """Serve ``digest`` under ``name``, known only for another repository, only if the
+        upstream has it under ``name`` too (then link it there)."""
+        try:
+            await self.run(self.upstreams.stat_blob, name, digest)
+        except CrossfetchError as e:
+            raise upstream_error(e, "BLOB_UNKNOWN") from None
+        self.store.link(name, digest)
 
     async def _send_file(self, request: web.Request, digest: str, headers: dict[str, str]
                          ) -> web.StreamResponse | None:
