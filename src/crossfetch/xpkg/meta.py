@@ -39,7 +39,9 @@ LEGACY_KEYS: dict[str, str] = {
     "provider": "Provider", "configuration": "Configuration", "function": "Function"}
 LEGACY_API_VERSION = "pkg.crossplane.io/v1"
 
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's parser, not a fallback: _identify needs its raw_parse (PyYAML's pure-Python parser
+# has none), and the pull path already requires it (policy/objects.py's loader).
+_Loader: Any = yaml.CSafeLoader
 # Building values can fail outside YAMLError: an impossible date (2024-13-01) raises ValueError,
 # a malformed explicit !!timestamp AttributeError. All of them mean "not valid YAML".
 _YAML_ERRORS = (yaml.YAMLError, ValueError, TypeError, AttributeError)
