@@ -134,6 +134,17 @@ def test_allowed_endpoint_falls_back_when_server_speaks_http(plain: Server) -> N
     assert [p for _, p, _ in plain.seen] == ["/v2/"]
 
 
+def test_a_proven_fallback_is_not_used_by_an_endpoint_that_disallows_it(plain: Server) -> None:
+    """One transport serves several decisions (resolve): the same URL may allow the fallback
+    under one policy (daemon.json insecure-registries) and not under another (an ImageConfig
+    for another prefix). The proof is the server's; the permission stays each endpoint's."""
+    with transport() as t:
+        t.send(ep(f"https://{plain.host}", fallback=True), "GET", "/v2/")
+        with pytest.raises(PlainHTTPError):
+            t.send(ep(f"https://{plain.host}"), "GET", "/v2/")
+    assert [p for _, p, _ in plain.seen] == ["/v2/"]
+
+
 def test_certificate_error_is_never_a_reason_to_fall_back(tls_server: Server) -> None:
     with transport() as t, pytest.raises(TLSError) as ei:
         t.send(ep(f"https://{tls_server.host}", fallback=True), "GET", "/v2/")

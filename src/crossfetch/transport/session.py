@@ -147,7 +147,10 @@ class Transport:
     def effective_url(self, ep: RouteLike) -> str:
         """``scheme://host[:port]`` of the endpoint (no path), after a proven, allowed
         fallback to plain HTTP."""
-        return f"{'http' if ep.url in self._fallback else ep.scheme}://{ep.host}"
+        # The proof is the server's, the permission each endpoint's own: one transport serves
+        # several decisions, and the same URL may be Strict under another one.
+        http = ep.tls.allow_http_fallback and ep.url in self._fallback
+        return f"{'http' if http else ep.scheme}://{ep.host}"
 
     def _client(self, ep: RouteLike, scheme: str) -> Pool:
         key: tuple[object, ...] = (scheme, ep.tls if scheme == "https" else None, ep.headers)
