@@ -16,8 +16,9 @@ HOSTS_CA = "crossfetch-bridge-ca.crt"
 def crossplane(ca_pem: str, routes: list[Route], bridge: str, *, htpasswd: bool) -> str:
     """The CA ConfigMap, the Helm values and one rewriting ImageConfig per route.
 
-    ``spec.rewriteImage.prefix`` replaces the matched prefix (Crossplane v1.20+; the longest
-    matching prefix wins), so one ImageConfig per route is enough.
+    ``spec.rewriteImage.prefix`` replaces the matched prefix (Crossplane v1.20+,
+    ``apis/pkg/v1beta1/image_config_types.go``, applied in ``internal/xpkg/config.go``); the
+    longest matching prefix wins, so one ImageConfig per route is enough.
     """
     rewrites = [imageconfig.imageconfig(r.upstream, name=object_name(r.prefix, "bridge"),
                                         rewrite=f"{bridge}/{r.prefix}") for r in routes]
