@@ -294,6 +294,19 @@ def _ca_bundle_env() -> dict[str, str]:
     return {"CA_BUNDLE_PATH": value} if value else {}
 
 
+def _load_policy(params: dict[str, Any]) -> Policy:
+    """The ImageConfigs, ConfigMaps and Secrets of ``--config`` plus the CA bundle, with their
+    warnings printed: what both decision modes start from."""
+    from ..policy.resolver import Policy
+
+    policy = Policy.load(params.get("config_files") or (), ca_bundle=params.get("ca_bundle"),
+                         env=_ca_bundle_env(),
+                         allow_plain_http_credentials=bool(
+                             params.get("allow_plain_http_credentials")))
+    report_warnings(policy.objects.warnings)
+    return policy
+
+
 def build_policy(params: dict[str, Any]) -> Policy:
     prof = crossplane_profile(params)
     if prof is not None:
@@ -304,7 +317,6 @@ def build_policy(params: dict[str, Any]) -> Policy:
 def _crossplane_policy(params: dict[str, Any], prof: Profile) -> Policy:
     from ..crossplane.emulate import emulation_policy
     from ..errors import UsageError
-    from ..policy.resolver import Policy
 
     if params.get("username") or params.get("password_stdin"):
         raise UsageError("--as-crossplane takes credentials only from pull secrets, as "
@@ -313,24 +325,15 @@ def _crossplane_policy(params: dict[str, Any], prof: Profile) -> Policy:
                          fix="put the credentials in a kubernetes.io/dockerconfigjson Secret "
                          "and pass it with --pull-secret (the package's packagePullSecrets) or "
                          "name it in an ImageConfig pullSecretRef")
-    policy = Policy.load(params.get("config_files") or (), ca_bundle=params.get("ca_bundle"),
-                         env=_ca_bundle_env(),
-                         allow_plain_http_credentials=bool(
-                             params.get("allow_plain_http_credentials")))
-    report_warnings(policy.objects.warnings)
+    policy = _load_policy(params)
     return emulation_policy(policy, prof, pull_secret_files=params.get("pull_secrets") or ())
 
 
 def _build_policy(params: dict[str, Any]) -> Policy:
     from ..errors import UsageError
     from ..policy.node import load_node_policy
-    from ..policy.resolver import Policy
 
-    policy = Policy.load(params.get("config_files") or (), ca_bundle=params.get("ca_bundle"),
-                         env=_ca_bundle_env(),
-                         allow_plain_http_credentials=bool(
-                             params.get("allow_plain_http_credentials")))
-    report_warnings(policy.objects.warnings)
+    policy = _load_policy(params)
     policy.node = load_node_policy(
         hosts_dirs=params.get("hosts_dirs") or (),
         certs_dirs=params.get("certs_dirs") or (),
