@@ -261,8 +261,9 @@ def _trust_sources(ep: Endpoint) -> str:
     return "system roots" + (" + " + ", ".join(extra) if extra else " only")
 
 
-def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile | None = None) -> Check:
-    """Handshake as a pull would (same context); name the certificate problem precisely."""
+def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile) -> Check:
+    """Handshake as a pull would (same context); name the certificate problem precisely.
+    ``target`` is the Crossplane release fixes are written for."""
     addr = t.connected or (t.addresses[0] if t.addresses else t.host)
     if t.scheme == "http":
         try:
@@ -333,20 +334,18 @@ def tls_stage(t: Target, ep: Endpoint, timeout: float, target: Profile | None = 
                  f"{version}, verified against {_trust_sources(ep)}{who}", data=data)
 
 
-def _plain_http_fix(registry: str, target: Profile | None) -> str:
+def _plain_http_fix(registry: str, target: Profile) -> str:
     """The plain-HTTP fix, naming go-containerregistry's rule of the targeted release."""
     from ..crossplane.profile import plain_http_allowed, plain_http_summary
     from ..fixes import causes
 
-    if target is None:
-        return causes.plain_http(registry).text()
     speaks = plain_http_allowed(target, registry)
     return (f"# {plain_http_summary(target)}.\n"
             + causes.plain_http(registry, target=target, crossplane_speaks_http=speaks).text())
 
 
 def _cert_failure(t: Target, ep: Endpoint, addr: str, timeout: float,
-                  e: ssl.SSLCertVerificationError, target: Profile | None = None) -> Check:
+                  e: ssl.SSLCertVerificationError, target: Profile) -> Check:
     from ..fixes import causes
     from ..trust import fetch_chain
 
