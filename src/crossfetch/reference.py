@@ -235,3 +235,11 @@ def is_localhost_name(host: str) -> bool:
     """True for ``localhost`` and ``*.localhost``, loopback names by RFC 6761."""
     h = host.lower().rstrip(".")
     return h == "localhost" or h.endswith(".localhost")
+
+
+def is_loopback_registry(registry: str) -> bool:
+    """True when ``registry`` (``host[:port]``, IPv6 in brackets) names this machine: a
+    loopback address or a localhost name."""
+    host = registry[1:registry.find("]")] if registry.startswith("[") \
+        else registry.partition(":")[0]
+    return is_loopback(host) or is_localhost_name(host)

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import grp
-import ipaddress
 import os
 
 from ..fixes.hoststoml import CONFIG_PATH_NOTE, for_registry
-from ..reference import DOCKER_HUB, Reference
+from ..reference import DOCKER_HUB, Reference, is_loopback_registry
 
 
 def parse_runtime_ref(ref: str) -> Reference:
@@ -46,7 +45,7 @@ def pull_refused_fix(registry: str, message: str) -> str:
             "if plain HTTP is intended, allow it for this registry on the node"
         )
         snippet = hosts_toml_snippet(registry, plain_http=True)
-    elif "400 bad request" in low and _is_loopback(registry):
+    elif "400 bad request" in low and is_loopback_registry(registry):
         # containerd speaks plain HTTP to loopback registries that have no hosts.toml, and a
         # TLS registry answers that with 400.
         why = (
@@ -80,19 +79,6 @@ def pull_refused_fix(registry: str, message: str) -> str:
         why = f"make sure the node can reach {registry}, and that its hosts.toml is right"
         snippet = hosts_toml_snippet(registry)
     return f"{why}:\n{snippet}\n({CONFIG_PATH_NOTE}); or fetch with --via direct"
-
-
-def _is_loopback(registry: str) -> bool:
-    if registry.startswith("["):
-        host = registry[1 : registry.find("]")]
-    else:
-        host = registry.partition(":")[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def socket_missing_fix(path: str) -> str:
