@@ -307,10 +307,7 @@ class Pusher:
         return self.client.transport.effective_url(self.endpoint)
 
     def _api(self, tail: str) -> str:
-        base = urlsplit(self.endpoint.url).path.rstrip("/")
-        prefix = base if self.endpoint.override_path else f"{base}/v2"
-        repo = self.endpoint.repository or self.repo
-        return f"{prefix}/{repo}/{tail}"
+        return self.endpoint.repo_path(self.repo, tail)
 
     def _send(self, method: str, tail: str, **kw: Any) -> Response:
         return self.client.transport.send(self.endpoint, method, self._api(tail),
