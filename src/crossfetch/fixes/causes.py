@@ -29,15 +29,6 @@ def _has(target: Target | None, feature: str) -> bool:
     return target is None or bool(getattr(target, feature))
 
 
-def _is_loopback(registry: str) -> bool:
-    """``host[:port]`` names this machine (an IP in 127/8 or ::1, localhost, *.localhost)."""
-    from ..reference import is_localhost_name, is_loopback
-
-    host = registry[1:registry.find("]")] if registry.startswith("[") \
-        else registry.partition(":")[0]
-    return is_loopback(host) or is_localhost_name(host)
-
-
 def port_of(registry: str) -> str | None:
     """The port ``host[:port]`` names, if any."""
     _, colon, port = registry.rpartition(":")  # "[::1]:5000" has a port, "[::1]" not
@@ -217,12 +208,13 @@ def plain_http(registry: str, *, target: Target | None = None,
     """The registry speaks plain HTTP where TLS was required. ``crossplane_speaks_http``: whether
     the targeted Crossplane falls back to HTTP for this host by itself (go-containerregistry's
     rule; ``None``: not known)."""
+    from ..reference import is_loopback_registry
     from . import hoststoml
 
     cp = crossplane_label(target)
     if crossplane_speaks_http:
         caveat = (f"; but inside the Crossplane pod {registry} is the pod itself: crossfetch "
-                  f"doctor shows a route" if _is_loopback(registry) else "")
+                  f"doctor shows a route" if is_loopback_registry(registry) else "")
         cp_step = Step(Audience.CROSSPLANE,
                        f"{cp} talks plain HTTP to {registry} by itself (go-containerregistry tries "
                        "HTTPS, then HTTP, for localhost, loopback and RFC 1918 addresses): no "
