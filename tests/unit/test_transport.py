@@ -257,6 +257,7 @@ def test_retry_after_parsing() -> None:
     assert retry_after_seconds("²") is None  # isdigit() accepts it, float() does not
     # a year past datetime's range: parsedate_to_datetime raises OverflowError, not ValueError
     assert retry_after_seconds("Fri, 31 Dec 99999999999 23:59:59 GMT") is None
+    assert retry_after_seconds("9" * 400) is None  # float() says inf; the error said "inf s"
 
 
 def test_huge_retry_after_is_not_slept(plain: Server) -> None:

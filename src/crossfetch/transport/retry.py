@@ -55,7 +55,8 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value)
+        seconds = float(value)  # inf past ~308 digits: unreadable, not "forever"
+        return seconds if seconds != float("inf") else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
