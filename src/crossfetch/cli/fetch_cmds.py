@@ -78,11 +78,13 @@ def _pull(params: dict[str, Any], ref: str, out: str | None, *, progress: bool,
             raise in_crossplane_terms(e, prof) from None
         if prof is not None:
             from ..crossplane.emulate import pull_summary
-            from ..policy.model import Endpoint
 
-            effective = client.transport.effective_url(Endpoint(result.endpoint)) \
-                if result.endpoint else None
-            result.extra["asCrossplane"] = pull_summary(prof, client.decide(ref), effective)
+            # The endpoint with its policy: the transport's fallback to plain HTTP holds only
+            # where that endpoint allows it (a bare Endpoint(url) would read as Strict).
+            decision = client.decide(ref)
+            ep = next((e for e in decision.endpoints if e.url == result.endpoint), None)
+            effective = client.transport.effective_url(ep) if ep is not None else None
+            result.extra["asCrossplane"] = pull_summary(prof, decision, effective)
         if use is not None:
             use(result)
     return result
