@@ -145,12 +145,16 @@ async def _main(cfg: ServeConfig, bridge: Bridge, ssl_ctx: Any, ca: str | None, 
     bridge.ready = False
     _log({"level": "info", "msg": "shutting down: finishing in-flight responses",
           "timeout": cfg.shutdown_timeout, "worker": worker})
-    server = runner.server
-    await runner.cleanup()
     # Closed TLS connections still flush their last bytes on the loop: keep it running until
-    # each connection is really gone (bounded by the shutdown timeout).
+    # each socket is really closed (bounded by the shutdown timeout). The sockets are taken
+    # first: aiohttp's Server.shutdown forgets its connections as soon as it has closed them.
+    server = runner.server
+    socks = [h.transport.get_extra_info("socket") for h in server.connections
+             if h.transport is not None] if server else []
+    await runner.cleanup()
     deadline = time.monotonic() + cfg.shutdown_timeout
-    while server is not None and server.connections and time.monotonic() < deadline:
+    while any(s is not None and s.fileno() != -1 for s in socks) \
+            and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     _log({"level": "info", "msg": "stopped", "worker": worker})
 
